@@ -1,0 +1,64 @@
+"""Generating every weight of a wrapped model together and writing it into the layers around each forward.
+
+Each target layer carries its generator as a child module named ``qpg``; the model carries two
+hooks (module-level functions, so wrapped models deepcopy and pickle). QPG circuits of equal
+shape are simulated in one batch across layers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+
+from ..quantum import sample_probabilities, simulate
+from .generator import QPGGenerator
+from .lowrank import LoRAGenerator, LowRankGenerator
+
+GENERATOR = "qpg"  # child name of a target layer's generator; every generator parameter name contains it
+GENERATORS = (QPGGenerator, LoRAGenerator, LowRankGenerator)
+
+
+def generators(model: nn.Module) -> dict[str, nn.Module]:
+    """Target layer name -> its generator, in model order."""
+    found = {}
+    for name, layer in model.named_modules():
+        gen = layer._modules.get(GENERATOR)
+        if isinstance(gen, GENERATORS):
+            found[name] = gen
+    return found
+
+
+def generate(gens: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """Every generated weight, keyed by layer name; equal circuits are simulated in one batch."""
+    weights: dict[str, torch.Tensor] = {}
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for name, gen in gens.items():
+        if isinstance(gen, QPGGenerator):
+            c = gen.config
+            groups[(gen.spec, c.backward, c.max_block, c.shots)].append(name)
+        else:
+            weights[name] = gen()
+    for (spec, backward, max_block, shots), names in groups.items():
+        members = [gens[n] for n in names]
+        angles = torch.cat([g.angles for g in members]) if len(members) > 1 else members[0].angles
+        probs = simulate(angles, spec, backward=backward, max_block=max_block)
+        if shots:
+            probs = sample_probabilities(probs, shots)
+        for name, gen, p in zip(names, members, probs.split([g.rows for g in members])):
+            weights[name] = gen.weight(p)
+    return weights
+
+
+def inject(model: nn.Module, *_args) -> None:
+    """Forward pre-hook: write freshly generated weights into the target layers."""
+    for name, weight in generate(generators(model)).items():
+        model.get_submodule(name).weight = weight
+
+
+def release(model: nn.Module, *_args) -> None:
+    """Forward hook: keep only detached weights in the layers, so no autograd graph outlives the forward."""
+    for name in generators(model):
+        layer = model.get_submodule(name)
+        layer.weight = layer.weight.detach()

@@ -1,0 +1,91 @@
+"""Dataclass configs for generated-weight training: QPG and its LoRA / low-rank baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TargetConfig:
+    """Which layers get generated weights.
+
+    Args:
+        target_modules: regular expressions; a layer is targeted when one matches its full name
+            (as in ``model.named_modules()``) and its type is supported.
+        exclude_modules: regular expressions of layer names to keep classical (e.g. the first and last layer).
+    """
+
+    target_modules: tuple[str, ...] = field(default=(".*",), metadata={"help": "regexes of layer names to target"})
+    exclude_modules: tuple[str, ...] = field(default=(), metadata={"help": "regexes of layer names to keep classical"})
+
+
+@dataclass
+class QPGConfig(TargetConfig):
+    """Quantum Parameter Generation: one variational circuit per output channel plus a shared mapping network.
+
+    Args:
+        n_layers: circuit layers L (RY on every qubit, then an entangling ladder).
+        rotations: single-qubit gates per circuit layer; ("ry",) keeps amplitudes real (fast path).
+        entangler: ``cnot``, ``cz`` or ``none``.
+        ring: close the entangling ladder into a ring.
+        chunk: weights emitted per basis state (QPA-style chunking); qubits n = ceil(log2(ceil(M / chunk))).
+        max_qubits: refuse circuits above this many qubits (suggests a larger ``chunk``).
+        transform: ``scaled`` (q = 2^n p - 1) or ``qt`` (Quantum-Train's (beta tanh(gamma 2^(n-1) p))^alpha, centred).
+        qt_beta, qt_gamma, qt_alpha: parameters of the ``qt`` transform.
+        mapping_hidden: hidden widths of the mapping network [bits, q] -> ... -> chunk.
+        mapping_activation: ``tanh``, ``gelu`` or ``none`` (an affine mapping, as the public QT code).
+        centre: subtract, per weight position, the mean over a layer's channels; keeps the generated
+            matrix from collapsing to rank ~1 through the shared mapping network.
+        shots: estimate probabilities from this many measurements per circuit (None: exact).
+        backward: simulator backward, ``adjoint``, ``autograd`` or ``checkpoint``.
+        max_block: qubits fused into one Kronecker block by the simulator.
+    """
+
+    n_layers: int = field(default=2, metadata={"help": "circuit layers L"})
+    rotations: tuple[str, ...] = field(default=("ry",), metadata={"help": "gates per layer: rx, ry, rz, u3"})
+    entangler: str = field(default="cnot", metadata={"help": "cnot, cz or none"})
+    ring: bool = field(default=True, metadata={"help": "close the entangling ladder into a ring"})
+    chunk: int = field(default=1, metadata={"help": "weights per basis state"})
+    max_qubits: int = field(default=20, metadata={"help": "largest circuit allowed"})
+    transform: str = field(default="scaled", metadata={"help": "probability transform: scaled or qt"})
+    qt_beta: float = 0.8
+    qt_gamma: float = 0.1
+    qt_alpha: float = 0.3
+    mapping_hidden: tuple[int, ...] = field(default=(16,), metadata={"help": "mapping network widths"})
+    mapping_activation: str = field(default="tanh", metadata={"help": "tanh, gelu or none"})
+    centre: bool = field(default=True, metadata={"help": "centre each weight position across channels"})
+    shots: int | None = field(default=None, metadata={"help": "finite-shot estimation (None: exact)"})
+    backward: str = field(default="adjoint", metadata={"help": "adjoint, autograd or checkpoint"})
+    max_block: int = field(default=4, metadata={"help": "qubits per fused Kronecker block"})
+
+    def __post_init__(self) -> None:
+        if self.transform not in ("scaled", "qt"):
+            raise ValueError(f"unknown transform {self.transform!r}; choose from ['scaled', 'qt']")
+        if self.mapping_activation not in ("tanh", "gelu", "none"):
+            raise ValueError(f"unknown mapping_activation {self.mapping_activation!r}; choose from ['tanh', 'gelu', 'none']")
+        if self.chunk < 1 or self.n_layers < 1:
+            raise ValueError(f"chunk and n_layers must be >= 1, got {self.chunk}, {self.n_layers}")
+
+
+@dataclass
+class LoRAConfig(TargetConfig):
+    """LoRA: frozen weight plus a trainable low-rank update (alpha / r) * B @ A (B starts at zero).
+
+    Args:
+        r: rank of the update.
+        alpha: scaling numerator.
+    """
+
+    r: int = field(default=4, metadata={"help": "rank of the update"})
+    alpha: float = field(default=8.0, metadata={"help": "update scale is alpha / r"})
+
+
+@dataclass
+class LowRankConfig(TargetConfig):
+    """Factorised weights W = U @ V of rank r trained from scratch (initialised from the classical init's SVD).
+
+    Args:
+        r: rank of the factorisation.
+    """
+
+    r: int = field(default=4, metadata={"help": "rank of the factorisation"})

@@ -1,0 +1,127 @@
+"""QPG weight generator for one layer: per-channel circuit probabilities -> shared mapping network -> kernels."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..quantum import CircuitSpec, simulate
+from .config import QPGConfig
+from .targets import TargetError, from_matrix, weight_rows
+
+
+def qubits_for(weights_per_channel: int, chunk: int) -> int:
+    """n = ceil(log2(ceil(M / chunk))), at least 1."""
+    return max(1, math.ceil(math.log2(math.ceil(weights_per_channel / chunk))))
+
+
+def _basis_bits(n: int, count: int) -> torch.Tensor:
+    """The first ``count`` basis bit strings as +-1 features (count, n), qubit 0 the most significant bit."""
+    idx = torch.arange(count)
+    bits = (idx[:, None] >> torch.arange(n - 1, -1, -1)) & 1
+    return 1.0 - 2.0 * bits.float()
+
+
+def balance_common_component(w: torch.Tensor) -> torch.Tensor:
+    """Shrink the row shared by all channels of ``w`` (C_out, M) to the size of one channel's own part.
+
+    A mapping network shared by all channels outputs a large common row; left alone it dominates
+    the matrix and collapses its rank to ~1. Subtracting it entirely costs one rank (and everything
+    when C_out = 2); re-adding it at the RMS norm of the centred rows keeps the rank full.
+    """
+    common = w.mean(0, keepdim=True)
+    own = w - common
+    size = own.square().sum(1).mean().sqrt() / common.norm().clamp_min(1e-12)
+    return own + common * size
+
+
+class MappingNetwork(nn.Module):
+    """Maps each basis state's [bit string, transformed probability] to ``chunk`` weights.
+
+    Only the first ``n_states`` basis states are mapped (the rest would be truncated away). The first
+    layer is split into a bit-string part (computed once for all channels) and a probability part,
+    so the (channels, states, n+1) input is never materialised.
+    """
+
+    def __init__(self, n_qubits: int, n_states: int, hidden: tuple[int, ...], chunk: int, activation: str):
+        super().__init__()
+        widths = (*hidden, chunk)
+        self.bits_in = nn.Linear(n_qubits, widths[0])
+        self.prob_in = nn.Parameter(torch.empty(widths[0]).uniform_(-1, 1) / math.sqrt(n_qubits + 1))
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.act = {"tanh": nn.Tanh(), "gelu": nn.GELU(), "none": nn.Identity()}[activation]
+        self.register_buffer("bits", _basis_bits(n_qubits, n_states), persistent=False)
+
+    def forward(self, q: torch.Tensor) -> torch.Tensor:
+        """q (channels, n_states) -> weights (channels, n_states * chunk)."""
+        h = self.bits_in(self.bits.to(q.dtype)) + q[..., None] * self.prob_in
+        for layer in self.hidden:
+            h = layer(self.act(h))
+        return h.reshape(q.shape[0], -1)
+
+
+class QPGGenerator(nn.Module):
+    """Generates one layer's weight tensor from C_out independent circuits and a shared mapping network.
+
+    Args:
+        shape: the weight's shape.
+        out_dim: dimension of ``shape`` that indexes output channels.
+        config: generator settings.
+        target_std: standard deviation the generated weight gets at initialisation (the classical init's).
+    """
+
+    def __init__(self, shape: tuple[int, ...], out_dim: int, config: QPGConfig, target_std: float):
+        super().__init__()
+        self.shape, self.out_dim, self.config = tuple(shape), out_dim, config
+        self.rows, self.per_row = weight_rows(self.shape, out_dim)
+        n = qubits_for(self.per_row, config.chunk)
+        if n > config.max_qubits:
+            raise TargetError(
+                f"a {self.per_row}-weight channel needs {n} qubits, over max_qubits={config.max_qubits}; "
+                f"use chunked generation (chunk >= {math.ceil(self.per_row / 2**config.max_qubits)}) or raise max_qubits"
+            )
+        self.spec = CircuitSpec(n, config.n_layers, tuple(config.rotations), config.entangler, config.ring)
+        self.angles = nn.Parameter(torch.rand(self.rows, *self.spec.angle_shape) * (2 * math.pi))
+        self.n_states = math.ceil(self.per_row / config.chunk)
+        self.mapping = MappingNetwork(
+            n, self.n_states, tuple(config.mapping_hidden), config.chunk, config.mapping_activation
+        )
+        self.log_gain = nn.Parameter(torch.zeros(()))
+        self.register_buffer("scale", torch.ones(()))
+        self.calibrate(target_std)
+
+    @torch.no_grad()
+    def calibrate(self, target_std: float) -> None:
+        """Set the fixed scale so that the current generated weight has standard deviation ``target_std``."""
+        self.scale.fill_(1.0)
+        self.log_gain.zero_()
+        raw = self.weight(simulate(self.angles, self.spec))
+        self.scale.fill_(target_std / raw.std().clamp_min(1e-12).item())
+
+    def transform(self, probs: torch.Tensor) -> torch.Tensor:
+        """Probability transform feeding the mapping network."""
+        n = self.spec.n_qubits
+        if self.config.transform == "scaled":
+            return probs * (1 << n) - 1
+        c = self.config
+        q = (c.qt_beta * torch.tanh(c.qt_gamma * (1 << (n - 1)) * probs) + 1e-6) ** c.qt_alpha
+        return q - q.mean(-1, keepdim=True)
+
+    def weight(self, probs: torch.Tensor) -> torch.Tensor:
+        """Weight tensor of ``shape`` from this layer's circuit probabilities (C_out, 2^n)."""
+        w = self.mapping(self.transform(probs)[:, : self.n_states])[:, : self.per_row]
+        if self.config.centre and self.rows > 1:
+            w = balance_common_component(w)
+        return from_matrix(w * (self.scale * self.log_gain.exp()), self.shape, self.out_dim)
+
+    @staticmethod
+    def trainable_count(shape: tuple[int, ...], out_dim: int, config: QPGConfig) -> int:
+        """Trainable parameters: C_out n L G angles + mapping network + 1 gain."""
+        rows, per_row = weight_rows(tuple(shape), out_dim)
+        n = qubits_for(per_row, config.chunk)
+        spec = CircuitSpec(n, config.n_layers, tuple(config.rotations), config.entangler, config.ring)
+        widths = (n, *config.mapping_hidden, config.chunk)
+        mapping = sum(a * b + b for a, b in zip(widths[:-1], widths[1:])) + widths[1]
+        return rows * spec.n_params + mapping + 1
