@@ -56,7 +56,7 @@ class QPGConfig(TargetConfig):
     centre: bool = field(default=True, metadata={"help": "centre each weight position across channels"})
     shots: int | None = field(default=None, metadata={"help": "finite-shot estimation (None: exact)"})
     backward: str = field(default="adjoint", metadata={"help": "adjoint, autograd or checkpoint"})
-    max_block: int = field(default=4, metadata={"help": "qubits per fused Kronecker block"})
+    max_block: int = field(default=5, metadata={"help": "qubits per fused Kronecker block"})
 
     def __post_init__(self) -> None:
         if self.transform not in ("scaled", "qt"):

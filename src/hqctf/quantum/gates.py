@@ -66,42 +66,29 @@ def kron_blocks(mats: torch.Tensor, sizes: tuple[int, ...]) -> list[torch.Tensor
     return blocks
 
 
-def apply_blocks(psi: torch.Tensor, blocks: list[torch.Tensor], sizes: tuple[int, ...], lead: int = 0) -> torch.Tensor:
-    """Apply block-diagonal-in-qubits unitaries to states ``psi`` (B, 2^(lead+n)).
+def apply_front_block(psi: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Apply u (B, d, d) to the leading log2(d) qubits of psi (B, 2^n) and rotate them to the back.
 
-    ``lead`` extra most-significant qubits are left untouched (used to push a state and its
-    adjoint through the same gates in one call).
+    One batched matmul reads the block as the leading index and writes it as the trailing one, so
+    applying every block of a layer in turn returns the qubits to their original order with no
+    transposing copies.
     """
     batch, total = psi.shape
-    n = total.bit_length() - 1
-    for u, k in zip(blocks, sizes):
-        a, d = 1 << lead, 1 << k
-        r = 1 << (n - lead - k)
-        if a == 1:
-            psi = torch.bmm(u, psi.reshape(batch, d, r))
-        elif r == 1:
-            psi = torch.bmm(psi.reshape(batch, a, d), u.transpose(1, 2))
-        else:
-            psi = torch.matmul(u.unsqueeze(1), psi.reshape(batch, a, d, r))
-        psi = psi.reshape(batch, total)
-        lead += k
+    d = u.shape[-1]
+    return torch.bmm(psi.reshape(batch, d, total // d).transpose(1, 2), u.transpose(1, 2)).reshape(batch, total)
+
+
+def apply_blocks(psi: torch.Tensor, blocks: list[torch.Tensor]) -> torch.Tensor:
+    """Apply a layer's Kronecker blocks (contiguous qubit groups, in order) to states psi (B, 2^n)."""
+    for u in blocks:
+        psi = apply_front_block(psi, u)
     return psi
 
 
-def block_outer(lam: torch.Tensor, phi: torch.Tensor, lead: int, k: int) -> torch.Tensor:
-    """sum over all other qubits of lam[i] * phi[j] for the k qubits at ``lead``: (B, 2^k, 2^k)."""
-    batch, total = lam.shape
-    n = total.bit_length() - 1
-    a, d, r = 1 << lead, 1 << k, 1 << (n - lead - k)
-    if a == 1:
-        lv, pv = lam.reshape(batch, d, r), phi.reshape(batch, d, r)
-        return torch.bmm(lv, pv.transpose(1, 2))
-    if r == 1:
-        lv, pv = lam.reshape(batch, a, d), phi.reshape(batch, a, d)
-        return torch.bmm(lv.transpose(1, 2), pv)
-    lv = lam.reshape(batch, a, d, r).transpose(1, 2).reshape(batch, d, a * r)
-    pv = phi.reshape(batch, a, d, r).transpose(1, 2).reshape(batch, d, a * r)
-    return torch.bmm(lv, pv.transpose(1, 2))
+def front_outer(lam: torch.Tensor, phi: torch.Tensor, d: int) -> torch.Tensor:
+    """sum over all trailing qubits of lam[i] * phi[j] for the leading log2(d) qubits: (B, d, d)."""
+    batch = lam.shape[0]
+    return torch.bmm(lam.reshape(batch, d, -1), phi.reshape(batch, d, -1).transpose(1, 2))
 
 
 @lru_cache(maxsize=None)

@@ -22,7 +22,8 @@ from .circuits import CircuitSpec
 from .gates import (
     Entangler,
     apply_blocks,
-    block_outer,
+    apply_front_block,
+    front_outer,
     block_sizes,
     kron_blocks,
     layer_matrices,
@@ -40,7 +41,7 @@ def _zero_state(batch: int, n: int, like: torch.Tensor, dtype: torch.dtype) -> t
 
 
 def _real_layer(psi: torch.Tensor, theta: torch.Tensor, sizes: tuple[int, ...], ent: Entangler) -> torch.Tensor:
-    return ent.forward(apply_blocks(psi, kron_blocks(ry_matrices(theta), sizes), sizes))
+    return ent.forward(apply_blocks(psi, kron_blocks(ry_matrices(theta), sizes)))
 
 
 class _RealAdjoint(torch.autograd.Function):
@@ -61,35 +62,35 @@ class _RealAdjoint(torch.autograd.Function):
         theta, psi = ctx.saved_tensors
         sizes, ent = ctx.sizes, ctx.ent
         batch, n_layers, n = theta.shape
-        # state and adjoint travel together as one tensor with an extra leading "qubit"
-        pair = torch.stack((psi, 2 * grad_probs * psi), 1).reshape(batch, 2 << n)
+        # state and adjoint travel together as rows (psi_0, lam_0, psi_1, lam_1, ...)
+        pair = torch.stack((psi, 2 * grad_probs * psi), 1).reshape(2 * batch, 1 << n)
         grads = torch.empty_like(theta)
         selectors = [ry_generator_selectors(k).to(theta) for k in sizes]
         for layer in reversed(range(n_layers)):
             pair = ent.inverse(pair)
-            phi, lam = pair.reshape(batch, 2, 1 << n).unbind(1)
-            lead, parts = 0, []
-            for k, sel in zip(sizes, selectors):
-                outer = block_outer(lam, phi, lead, k)
+            inverse = kron_blocks(ry_matrices(-theta[:, layer]), sizes)
+            parts = []
+            # blocks act on different qubits and are orthogonal, so undoing one leaves the
+            # gradients of the others unchanged: take each block's gradient at the front, then undo it
+            for k, sel, inv in zip(sizes, selectors, inverse):
+                views = pair.reshape(batch, 2, 1 << n)
+                outer = front_outer(views[:, 1], views[:, 0], 1 << k)
                 parts.append(0.5 * torch.einsum("bij,qij->bq", outer, sel))
-                lead += k
+                pair = apply_front_block(pair, inv.repeat_interleave(2, 0))
             grads[:, layer] = torch.cat(parts, 1)
-            if layer:
-                inv = kron_blocks(ry_matrices(-theta[:, layer]), sizes)
-                pair = apply_blocks(pair, inv, sizes, lead=1)
         return grads, None, None
 
 
 def _complex_layer(psi: torch.Tensor, angles: torch.Tensor, spec: CircuitSpec, sizes, ent: Entangler) -> torch.Tensor:
     mats = layer_matrices(spec, angles, psi.dtype)
-    return ent.forward(apply_blocks(psi, kron_blocks(mats, sizes), sizes))
+    return ent.forward(apply_blocks(psi, kron_blocks(mats, sizes)))
 
 
 def simulate(
     angles: torch.Tensor,
     spec: CircuitSpec,
     backward: str = "adjoint",
-    max_block: int = 4,
+    max_block: int = 5,
 ) -> torch.Tensor:
     """Exact basis-state probabilities of a batch of circuits.
 
