@@ -142,3 +142,26 @@ def test_lowrank_weights_have_rank_r_and_classical_scale():
     assert torch.linalg.matrix_rank(w.reshape(32, -1)) == 3
     assert abs(w.std().item() - std) < 1e-4
     assert sum(p.numel() for p in model[0].qpg.parameters()) == 3 * (32 + 144)
+
+
+def test_weights_are_regenerated_only_when_generators_change(monkeypatch):
+    """Evaluation reuses generated weights until an optimizer step (or load) changes a generator."""
+    import hqctf.qpg.bank as bank
+
+    torch.manual_seed(0)
+    model = wrap(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)), QPGConfig())
+    calls = []
+    real_generate = bank.generate
+    monkeypatch.setattr(bank, "generate", lambda gens: calls.append(1) or real_generate(gens))
+    x = torch.randn(1, 1, 8, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(x).square().sum().backward()
+    with torch.no_grad():
+        first = model(x)
+        assert len(calls) == 1 and torch.equal(model(x), first)
+    assert len(calls) == 1
+    opt.step()
+    with torch.no_grad():
+        stepped = model(x)
+    assert len(calls) == 2 and not torch.allclose(stepped, first)
+    torch.testing.assert_close(stepped, merge(model)(x))

@@ -51,10 +51,24 @@ def generate(gens: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     return weights
 
 
+def _state_key(gens: dict[str, nn.Module]) -> tuple:
+    """Identity and in-place version of every generator tensor: changes whenever a weight could."""
+    return tuple((id(t), t._version) for g in gens.values() for t in (*g.parameters(), *g.buffers()))
+
+
 def inject(model: nn.Module, *_args) -> None:
-    """Forward pre-hook: write freshly generated weights into the target layers."""
-    for name, weight in generate(generators(model)).items():
+    """Forward pre-hook: write freshly generated weights into the target layers.
+
+    Without autograd (evaluation, sliding-window inference) the weights are only regenerated when a
+    generator tensor has changed since the last forward.
+    """
+    gens = generators(model)
+    key = _state_key(gens)
+    if not torch.is_grad_enabled() and model.__dict__.get("_hqctf_generated") == key:
+        return
+    for name, weight in generate(gens).items():
         model.get_submodule(name).weight = weight
+    model.__dict__["_hqctf_generated"] = key
 
 
 def release(model: nn.Module, *_args) -> None:

@@ -66,6 +66,7 @@ def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
         del layer.weight
         delattr(layer, GENERATOR)
         layer.weight = nn.Parameter(weight.detach().clone())
+    model.__dict__.pop("_hqctf_generated", None)
     for hooks in (model._forward_pre_hooks, model._forward_hooks):
         for key, hook in list(hooks.items()):
             if hook in (inject, release):
