@@ -1,0 +1,253 @@
+"""``hqctf demo``: train a small 2D UNet++ on the embedded OpenKBP sample classically and with QPG, side by side."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.networks.nets import BasicUNetPlusPlus
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch import nn
+
+from ..data import DataError, list_cases, load_slices, sample_dataset_dir
+from .figures import curves_png, overlay_png
+from .loop import batch_schedule, dice_per_class, predict, train
+
+DEFAULT_STEPS = 200
+#: Centre crop of the 128 x 128 OpenKBP slices used for training: the organs lie inside the central 64 x 64
+#: (all but 283 of 722,504 labelled voxels over the 203 cases), and a quarter of the pixels makes a step 3-4x cheaper.
+DEFAULT_CROP = 64
+FEATURES = (16, 16, 32, 64, 128, 16)
+CLASSICAL_LR = 3e-3
+QPG_LR = 1e-2
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_model(n_classes: int, features: tuple[int, ...], seed: int) -> nn.Module:
+    """The demo's 2D UNet++, initialised from ``seed`` (identical for both modes)."""
+    torch.manual_seed(seed)
+    return BasicUNetPlusPlus(spatial_dims=2, in_channels=1, out_channels=n_classes, features=features)
+
+
+def _split(dataset_dir: Path, max_cases: int | None) -> tuple[list[str], list[str]]:
+    cases = list_cases(dataset_dir)[:max_cases]
+    if len(cases) < 2:
+        raise DataError(f"{dataset_dir}: need at least 2 cases (training and validation), found {len(cases)}")
+    n_val = max(1, len(cases) // 6)
+    return cases[:-n_val], cases[-n_val:]
+
+
+def centre_crop(x: torch.Tensor, crop: int | None) -> torch.Tensor:
+    """The central ``crop`` x ``crop`` pixels of the last two axes (``x`` itself for None)."""
+    if crop is None:
+        return x
+    h, w = x.shape[-2:]
+    if not 0 < crop <= min(h, w):
+        raise ValueError(f"crop must be in 1..{min(h, w)}, got {crop}")
+    top, left = (h - crop) // 2, (w - crop) // 2
+    return x[..., top : top + crop, left : left + crop].contiguous()
+
+
+def _evaluate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], names: list[str]) -> tuple[dict, float, list]:
+    """Per-organ Dice (mean over validation cases, None if the organ never occurs) and its mean over present organs."""
+    preds = [predict(model, images) for images, _ in val]
+    scores = np.stack([dice_per_class(p, labels, len(names)) for p, (_, labels) in zip(preds, val)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an organ absent from every validation case
+        per_organ = np.nanmean(scores, axis=0)
+    dice = {n: (None if np.isnan(d) else round(float(d), 4)) for n, d in zip(names[1:], per_organ)}
+    present = [d for d in dice.values() if d is not None]
+    return dice, (round(float(np.mean(present)), 4) if present else float("nan")), preds
+
+
+def _qpg_optimizer(model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW with lr 1e-2 and no weight decay on generator parameters (names with ``qpg``), 3e-3 on the rest."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return torch.optim.AdamW([
+        {"params": [p for n, p in params if "qpg" in n], "lr": QPG_LR, "weight_decay": 0.0},
+        {"params": [p for n, p in params if "qpg" not in n], "lr": CLASSICAL_LR},
+    ])
+
+
+def run_demo(
+    out_dir: str | Path,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    *,
+    size: int = 128,
+    crop: int | None = DEFAULT_CROP,
+    max_cases: int | None = None,
+    slices_per_case: int = 16,
+    batch_size: int = 8,
+    features: tuple[int, ...] = FEATURES,
+    console: Console | None = None,
+) -> dict:
+    """Train the same UNet++ classically and with QPG (same seed, data order and steps); write the results.
+
+    Writes ``demo.log``, ``results.json``, ``overlay.png`` and ``curves.png`` into ``out_dir``.
+    The last sixth of the cases (at least one) is held out for validation. Slices are read at ``size`` x ``size``
+    and centre-cropped to ``crop`` x ``crop`` (None: no crop). Returns the content of results.json.
+
+    Raises:
+        DataError: the dataset folder is missing or inconsistent.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if crop is not None and not 0 < crop <= size:
+        raise ValueError(f"crop must be in 1..{size}, got {crop}")
+    dataset = Path(data_dir) if data_dir is not None else sample_dataset_dir()
+    train_cases, val_cases = _split(dataset, max_cases)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = _Log(console or Console())
+
+    images, labels, names = load_slices(dataset, train_cases, slices_per_case, size, seed)
+    x, y = centre_crop(torch.from_numpy(images), crop), centre_crop(torch.from_numpy(labels), crop)
+    val = []
+    for case in val_cases:
+        vi, vl, _ = load_slices(dataset, [case], 3 * slices_per_case, size, seed)
+        val.append((centre_crop(torch.from_numpy(vi), crop), centre_crop(torch.from_numpy(vl), crop)))
+    schedule = batch_schedule(len(x), steps, batch_size, seed)
+    results: dict = {
+        "dataset": str(dataset), "train_cases": train_cases, "val_cases": val_cases, "train_slices": len(x),
+        "val_slices": sum(len(v[0]) for v in val), "size": size, "crop": crop, "label_names": names,
+        "steps": steps, "seed": seed, "batch_size": len(schedule[0]), "model": "BasicUNetPlusPlus",
+        "features": list(features),
+        "optimizer": {"classical": {"lr": CLASSICAL_LR},
+                      "qpg": {"generator_lr": QPG_LR, "generator_weight_decay": 0.0, "other_lr": CLASSICAL_LR}},
+        "modes": {},
+    }
+    log(f"data: {dataset}")
+    log(f"train cases {train_cases} ({len(x)} slices), validation cases {val_cases} ({results['val_slices']} slices), "
+        f"{size}x{size} cropped to {tuple(x.shape[-2:])}, {len(names)} classes")
+    log(f"BasicUNetPlusPlus features={features}; {steps} steps, batch {results['batch_size']}, seed {seed}")
+
+    losses: dict[str, list[float]] = {}
+    predictions: dict[str, list[torch.Tensor]] = {}
+    for mode in ("classical", "qpg"):
+        model = build_model(len(names), features, seed)
+        results["modes"][mode], losses[mode], predictions[mode] = _run_mode(mode, model, x, y, schedule, val, names, log)
+
+    log.console.print(_summary_table(results))
+    log.lines.append(_table_text(_summary_table(results)))
+    _write_outputs(out, results, losses, predictions, val, names)
+    log(f"wrote demo.log, results.json, overlay.png, curves.png to {out}")
+    write_atomic(out / "demo.log", "\n".join(log.lines) + "\n")
+    return results
+
+
+class _Log:
+    """Prints to the console and keeps every line for demo.log."""
+
+    def __init__(self, console: Console) -> None:
+        self.console, self.lines = console, []
+
+    def __call__(self, message: str, show: bool = True) -> None:
+        if show:
+            self.console.print(message, highlight=False, markup=False)
+        self.lines.append(message)
+
+
+def _run_mode(
+    mode: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, schedule: list[np.ndarray],
+    val: list[tuple[torch.Tensor, torch.Tensor]], names: list[str], log: _Log,
+) -> tuple[dict, list[float], list[torch.Tensor]]:
+    """Train ``model`` classically or wrapped with QPG, then evaluate it (QPG through its merged plain copy)."""
+    from ..qpg import QPGConfig, count_parameters, merge, trainable_report, wrap
+
+    start = time.perf_counter()
+    if mode == "qpg":
+        model = wrap(model, QPGConfig())
+        log(trainable_report(model), show=False)  # the per-layer table goes to demo.log only
+        trainable, total = count_parameters(model)
+        optimizer = _qpg_optimizer(model)
+    else:
+        trainable = total = sum(p.numel() for p in model.parameters())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=CLASSICAL_LR)
+    log(f"[{mode}] trainable parameters {trainable:,} of {total:,}")
+    columns = (TextColumn(f"[bold]{mode:>9}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=log.console) as progress:
+        task = progress.add_task(mode, total=len(schedule), loss="-")
+        on_step: Callable[[int, float], None] = lambda _, v: progress.update(task, advance=1, loss=f"{v:.4f}")  # noqa: E731
+        losses = train(model, optimizer, x, y, schedule, on_step)
+    train_seconds = time.perf_counter() - start
+    extra = {}
+    if mode == "qpg":
+        merged = merge(model)
+        with torch.no_grad():
+            probe = val[0][0][:4]
+            model.eval()
+            extra["merge_max_abs_diff"] = (model(probe)[0] - merged(probe)[0]).abs().max().item()
+        log(f"[qpg] merged into a plain {type(merged).__name__}; "
+            f"max |QPG - merged| output difference {extra['merge_max_abs_diff']:.2e}")
+        model = merged
+    dice, mean, predictions = _evaluate(model, val, names)
+    seconds = time.perf_counter() - start
+    log(f"[{mode}] validation mean Dice {mean:.4f}; trained in {train_seconds:.1f} s, {seconds:.1f} s with evaluation")
+    entry = {
+        "trainable_params": trainable, "total_params": total, "val_dice": dice, "val_mean_dice": mean,
+        "final_loss": round(float(np.mean(losses[-10:])), 4), "train_seconds": round(train_seconds, 2),
+        "seconds": round(seconds, 2), **extra,
+    }
+    return entry, losses, predictions
+
+
+def _summary_table(results: dict) -> Table:
+    modes = results["modes"]
+    table = Table(title="validation Dice")
+    table.add_column("organ")
+    for mode in modes:
+        table.add_column(mode, justify="right")
+    for organ in results["label_names"][1:]:
+        table.add_row(organ, *[_fmt(r["val_dice"][organ]) for r in modes.values()])
+    table.add_row("mean", *[_fmt(r["val_mean_dice"]) for r in modes.values()])
+    table.add_row("trainable", *[f"{r['trainable_params']:,}" for r in modes.values()])
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.3f}"
+
+
+def _table_text(table: Table) -> str:
+    capture = Console(width=100, record=True, file=io.StringIO())
+    capture.print(table)
+    return capture.export_text()
+
+
+def _write_outputs(out: Path, results: dict, losses: dict, predictions: dict, val: list, names: list[str]) -> None:
+    write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_atomic(out / "curves.png", curves_png(losses))
+    images, labels = val[0]
+    best = int(np.argmax([len(torch.unique(s)) * 1e6 + (s > 0).sum().item() for s in labels]))
+    modes = results["modes"]
+    panels = {"ground truth": labels[best].numpy()}
+    panels.update({f"{m} (mean Dice {modes[m]['val_mean_dice']:.3f})": predictions[m][0][best].numpy() for m in modes})
+    title = f"validation case {results['val_cases'][0]}, one axial slice"
+    write_atomic(out / "overlay.png", overlay_png(images[best, 0].numpy(), panels, names, title))

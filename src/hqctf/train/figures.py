@@ -1,0 +1,74 @@
+"""PNG figures of the demo (matplotlib object API, no pyplot state, so no GUI backend is ever needed)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _crop(image: np.ndarray, margin: int = 6) -> tuple[slice, slice]:
+    """Bounding box of the body (pixels above the window's floor) plus a margin."""
+    rows, cols = np.nonzero(image > image.min() + 1e-3)
+    if rows.size == 0:
+        return slice(None), slice(None)
+    h, w = image.shape
+    return (slice(max(rows.min() - margin, 0), min(rows.max() + margin + 1, h)),
+            slice(max(cols.min() - margin, 0), min(cols.max() + margin + 1, w)))
+
+
+def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names: Sequence[str], title: str = "") -> bytes:
+    """CT slice with one label map per panel drawn as organ contours, side by side.
+
+    Args:
+        image: (H, W) normalised CT slice.
+        panels: panel title -> (H, W) integer label map (e.g. ground truth, each model's prediction).
+        label_names: names indexed by label value; 0 is background and is not drawn.
+    """
+    box = _crop(image)
+    fig = Figure(figsize=(3.6 * len(panels), 3.9))
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (name, labels) in zip(axes, panels.items()):
+        ax.imshow(image[box], cmap="gray", interpolation="nearest")
+        for value in np.unique(labels[box]):
+            if value > 0:
+                ax.contour(labels[box] == value, levels=[0.5], colors=[COLOURS[(value - 1) % len(COLOURS)]], linewidths=1.2)
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    handles = [Line2D([], [], color=COLOURS[(v - 1) % len(COLOURS)], label=n) for v, n in enumerate(label_names) if v > 0]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(bottom=0.1, top=0.86, wspace=0.05)
+    return _png(fig)
+
+
+def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training loss") -> bytes:
+    """Per-step training loss of each mode (faint) with a moving average (solid)."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    for i, (name, values) in enumerate(losses.items()):
+        y = np.asarray(values, dtype=float)
+        x = np.arange(1, len(y) + 1)
+        colour = COLOURS[(3 + 2 * i) % len(COLOURS)]
+        ax.plot(x, y, color=colour, alpha=0.3, linewidth=0.8)
+        k = max(1, min(10, len(y) // 5))
+        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+        ax.plot(x[k - 1 :], smooth, color=colour, linewidth=1.8, label=name)
+    ax.set_xlabel("step")
+    ax.set_ylabel("Dice + cross-entropy loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _png(fig)
