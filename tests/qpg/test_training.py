@@ -1,0 +1,27 @@
+"""A few QPG optimizer steps on a real CT slice reduce the segmentation loss."""
+
+import torch
+from monai.losses import DiceCELoss
+from monai.networks.nets import BasicUNet
+
+from hqctf.data.sample import load_slices, sample_dataset_dir
+from hqctf.qpg import QPGConfig, wrap
+
+
+def test_qpg_training_reduces_loss_on_real_ct_slice():
+    images, labels, names = load_slices(sample_dataset_dir(), cases=["pt_4"], slices_per_case=2, seed=0)
+    x = torch.from_numpy(images[:2, :, 32:96, 32:96])
+    y = torch.from_numpy(labels[:2, None, 32:96, 32:96])
+    torch.manual_seed(0)
+    model = wrap(BasicUNet(2, 1, len(names) + 1, features=(8, 8, 16, 32, 64, 8)), QPGConfig())
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    losses = []
+    for _ in range(8):
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.9 * losses[0], losses
