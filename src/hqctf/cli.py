@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps = {} if args.steps is None else {"steps": args.steps}
         try:
             run_demo(args.out, seed=args.seed, data_dir=args.data, **steps)
-        except (DataError, OSError) as exc:
+        except (DataError, OSError, FloatingPointError) as exc:
             print(f"hqctf demo: error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -34,8 +34,9 @@ class QPGConfig(TargetConfig):
         qt_beta, qt_gamma, qt_alpha: parameters of the ``qt`` transform.
         mapping_hidden: hidden widths of the mapping network [bits, q] -> ... -> chunk.
         mapping_activation: ``tanh``, ``gelu`` or ``none`` (an affine mapping, as the public QT code).
-        centre: subtract, per weight position, the mean over a layer's channels; keeps the generated
-            matrix from collapsing to rank ~1 through the shared mapping network.
+        centre: shrink the row shared by all of a layer's channels (the per-position mean) to the size of
+            one channel's own part; keeps the shared mapping network from collapsing the generated matrix to
+            rank ~1 without losing the rank that plain mean subtraction costs.
         shots: estimate probabilities from this many measurements per circuit (None: exact).
         backward: simulator backward, ``adjoint``, ``autograd`` or ``checkpoint``.
         max_block: qubits fused into one Kronecker block by the simulator.
@@ -53,7 +54,7 @@ class QPGConfig(TargetConfig):
     qt_alpha: float = 0.3
     mapping_hidden: tuple[int, ...] = field(default=(16,), metadata={"help": "mapping network widths"})
     mapping_activation: str = field(default="tanh", metadata={"help": "tanh, gelu or none"})
-    centre: bool = field(default=True, metadata={"help": "centre each weight position across channels"})
+    centre: bool = field(default=True, metadata={"help": "balance the channel-common component (against rank collapse)"})
     shots: int | None = field(default=None, metadata={"help": "finite-shot estimation (None: exact)"})
     backward: str = field(default="adjoint", metadata={"help": "adjoint, autograd or checkpoint"})
     max_block: int = field(default=5, metadata={"help": "qubits per fused Kronecker block"})
