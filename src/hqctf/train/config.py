@@ -1,0 +1,238 @@
+"""``hqctf train`` configuration: nested dataclasses loaded from YAML, with ``--set key=value`` overrides.
+
+Every field has help text; unknown keys and bad choices fail at start with the valid options listed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..qpg.config import LoRAConfig, LowRankConfig, QPGConfig
+
+MODES = ("classical", "qpg", "lora", "lowrank", "light")
+MODELS = ("unet", "unetpp")
+SCHEDULES = ("cosine", "plateau")
+BEST_METRICS = ("dice", "iou", "hd95", "surface_dice", "loss")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message is one line and lists the valid choices."""
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class DataConfig:
+    """Where the cases come from and how training samples are drawn."""
+
+    path: str = _help("dataset folder (nnU-Net raw, KiTS, DICOM, PNG slices, NIfTI)", default="")
+    format: str | None = _help("input format; None detects it", default=None)
+    labels: dict[int, str] = _help("DICOM/NIfTI only: label value -> structure name", default_factory=dict)
+    cache: str = _help("folder of preprocessed arrays, shared between runs", default=".hqctf-cache")
+    spacing: tuple[float, ...] | None = _help("target voxel size in mm (None: native)", default=None)
+    clip: tuple[float, float] = _help("HU window before z-scoring", default=(-79.0, 304.0))
+    mean: float = _help("HU mean for z-scoring", default=101.0)
+    std: float = _help("HU standard deviation for z-scoring", default=76.9)
+    patch_size: tuple[int, ...] = _help("2D slice crop (H, W) or 3D patch (X, Y, Z) in voxels", default=(128, 128))
+    foreground_fraction: float = _help("share of samples centred on foreground", default=0.5)
+    augment: bool = _help("random flips, small rotations/scales and intensity changes", default=True)
+    samples_per_epoch: int = _help("training samples drawn per epoch", default=256)
+    fold: int = _help("cross-validation fold used for validation", default=0)
+    n_folds: int = _help("number of folds in splits.json", default=5)
+    test_fraction: float = _help("share of patients held out as test set", default=0.2)
+    max_cases: int | None = _help("use only the first N cases (quick runs)", default=None)
+    workers: int = _help("DataLoader worker processes", default=0)
+
+
+@dataclass
+class ModelConfig:
+    """The segmentation network (MONAI BasicUNet / BasicUNetPlusPlus)."""
+
+    name: str = _help(f"one of {MODELS}", default="unetpp")
+    spatial_dims: int = _help("2 for slices, 3 for volumes", default=2)
+    features: tuple[int, ...] = _help("six channel widths of the network", default=(32, 32, 64, 128, 256, 32))
+    dropout: float = _help("dropout probability", default=0.0)
+
+
+@dataclass
+class ModeConfig:
+    """How the network's weights are trained."""
+
+    name: str = _help(f"one of {MODES}", default="classical")
+    qpg: QPGConfig = _help("QPG generator settings", default_factory=QPGConfig)
+    lora: LoRAConfig = _help("LoRA settings", default_factory=LoRAConfig)
+    lowrank: LowRankConfig = _help("low-rank generator settings", default_factory=LowRankConfig)
+    light_width: float | None = _help("light mode: channel multiplier (None: match the QPG trainable count)", default=None)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warm-up and a cosine or plateau schedule."""
+
+    epochs: int = _help("training epochs", default=50)
+    batch_size: int = _help("samples per step (global, over all processes)", default=8)
+    lr: float = _help("peak learning rate", default=3e-3)
+    weight_decay: float = _help("AdamW weight decay", default=1e-4)
+    warmup_epochs: int = _help("linear warm-up epochs", default=1)
+    schedule: str = _help(f"one of {SCHEDULES}", default="cosine")
+    amp: bool = _help("mixed precision where the device supports it (CUDA)", default=True)
+
+
+@dataclass
+class ValidationConfig:
+    """Validation with sliding-window inference on whole validation cases."""
+
+    every: int = _help("validate every N epochs", default=1)
+    metric: str = _help(f"metric choosing the best checkpoint, one of {BEST_METRICS}", default="dice")
+    tolerance_mm: float = _help("surface Dice tolerance in mm", default=2.0)
+    overlap: float = _help("sliding-window overlap", default=0.25)
+    max_cases: int | None = _help("validate on at most N cases", default=None)
+    overlays: int = _help("validation cases drawn as contour-overlay PNGs", default=3)
+
+
+@dataclass
+class TrainConfig:
+    """A training run."""
+
+    out: str = _help("run folder", default="runs/run")
+    seed: int = _help("seed of initialisation, sampling and augmentation", default=0)
+    device: str = _help("cpu, cuda or auto", default="auto")
+    data: DataConfig = _help("data", default_factory=DataConfig)
+    model: ModelConfig = _help("network", default_factory=ModelConfig)
+    mode: ModeConfig = _help("training mode", default_factory=ModeConfig)
+    optim: OptimConfig = _help("optimiser", default_factory=OptimConfig)
+    validation: ValidationConfig = _help("validation", default_factory=ValidationConfig)
+
+    def check(self) -> "TrainConfig":
+        """Validate choices and ranges; raises `ConfigError` naming the key and the valid values."""
+        _choice("mode.name", self.mode.name, MODES)
+        _choice("model.name", self.model.name, MODELS)
+        _choice("model.spatial_dims", self.model.spatial_dims, (2, 3))
+        _choice("optim.schedule", self.optim.schedule, SCHEDULES)
+        _choice("validation.metric", self.validation.metric, BEST_METRICS)
+        _choice("device", self.device, ("auto", "cpu", "cuda"))
+        if len(self.data.patch_size) != self.model.spatial_dims:
+            raise ConfigError(
+                f"data.patch_size {list(self.data.patch_size)} must have {self.model.spatial_dims} sizes for "
+                f"model.spatial_dims={self.model.spatial_dims}"
+            )
+        if any(s % 16 for s in self.data.patch_size):
+            raise ConfigError(f"data.patch_size {list(self.data.patch_size)}: every size must be a multiple of 16 (4 poolings)")
+        if not self.data.path:
+            raise ConfigError("data.path is required: the dataset folder to train on")
+        if len(self.model.features) != 6:
+            raise ConfigError(f"model.features needs 6 widths, got {list(self.model.features)}")
+        for key, value in (("optim.epochs", self.optim.epochs), ("optim.batch_size", self.optim.batch_size),
+                           ("validation.every", self.validation.every), ("data.samples_per_epoch", self.data.samples_per_epoch)):
+            if value < 1:
+                raise ConfigError(f"{key} must be >= 1, got {value}")
+        if not 0.0 <= self.data.foreground_fraction <= 1.0:
+            raise ConfigError(f"data.foreground_fraction must be in [0, 1], got {self.data.foreground_fraction}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists), as saved in the run folder's ``config.yaml``."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _choice(key: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}: unknown value {value!r}; choose one of {', '.join(map(str, choices))}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Convert a YAML value to the field's annotated type (dataclasses recursively)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(key, next(a for a in args if a is not type(None)), value)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        item = args[0] if args else Any
+        return tuple(_coerce(key, item, v) for v in value)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        kt, vt = args
+        return {_coerce(key, kt, k): _coerce(key, vt, v) for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if hint in (int, float, str):
+        if value is None or isinstance(value, (dict, list)) or (hint is not str and isinstance(value, bool)):
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}") from None
+    return value
+
+
+def _build(cls: type, values: Any, prefix: str = "") -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key {where}{unknown[0]}; valid keys: {', '.join(names)}")
+    kwargs = {k: _coerce(f"{prefix}.{k}" if prefix else k, hints[k], v) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{prefix or 'config'}: {exc}") from None
+
+
+def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict, in place; returns it."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {part} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return values
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML config (None: defaults), apply overrides, validate. Relative ``data.path`` resolves against the file."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read config ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    apply_overrides(values, overrides)
+    config = _build(TrainConfig, values)
+    return config.check()
