@@ -1,0 +1,66 @@
+"""Networks and training modes: MONAI BasicUNet / BasicUNetPlusPlus, then classical, QPG, LoRA, low-rank or light."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.networks.nets import BasicUNet, BasicUNetPlusPlus
+from torch import nn
+
+from ..qpg import count_parameters, wrap
+from .config import ModeConfig, ModelConfig
+
+
+def build_network(config: ModelConfig, out_channels: int, features: Sequence[int] | None = None) -> nn.Module:
+    """A plain MONAI network with one input channel (CT) and ``out_channels`` logits (background + structures)."""
+    feats = tuple(features or config.features)
+    cls = BasicUNetPlusPlus if config.name == "unetpp" else BasicUNet
+    return cls(spatial_dims=config.spatial_dims, in_channels=1, out_channels=out_channels, features=feats,
+               dropout=config.dropout)
+
+
+def logits_of(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """The full-resolution logits: BasicUNetPlusPlus returns a list of heads, the first is the final one."""
+    return output[0] if isinstance(output, (list, tuple)) else output
+
+
+def _trainable(model: nn.Module) -> int:
+    return count_parameters(model)[0]
+
+
+def light_features(config: ModelConfig, out_channels: int, target: int) -> tuple[int, ...]:
+    """Channel widths (the configured ones scaled by one factor) whose classical trainable count is closest to ``target``."""
+
+    def scaled(factor: float) -> tuple[int, ...]:
+        return tuple(max(2, round(f * factor)) for f in config.features)
+
+    lo, hi = 0.01, 1.0
+    for _ in range(30):  # trainable count grows monotonically with the factor (about quadratically)
+        mid = (lo + hi) / 2
+        if _trainable(build_network(config, out_channels, scaled(mid))) < target:
+            lo = mid
+        else:
+            hi = mid
+    candidates = {scaled(lo), scaled(hi)}
+    return min(candidates, key=lambda f: abs(_trainable(build_network(config, out_channels, f)) - target))
+
+
+def build_model(model: ModelConfig, mode: ModeConfig, out_channels: int) -> nn.Module:
+    """The network for a training mode.
+
+    ``classical`` trains every weight; ``qpg``, ``lora`` and ``lowrank`` wrap the targeted layers with weight
+    generators (see `hqctf.qpg.wrap`); ``light`` is the same architecture with channel widths scaled down to the
+    QPG trainable count (or by ``mode.light_width``).
+    """
+    if mode.name == "light":
+        if mode.light_width is not None:
+            feats = tuple(max(2, round(f * mode.light_width)) for f in model.features)
+        else:
+            target = _trainable(wrap(build_network(model, out_channels), mode.qpg))
+            feats = light_features(model, out_channels, target)
+        return build_network(model, out_channels, feats)
+    network = build_network(model, out_channels)
+    if mode.name == "classical":
+        return network
+    return wrap(network, {"qpg": mode.qpg, "lora": mode.lora, "lowrank": mode.lowrank}[mode.name])
