@@ -13,8 +13,8 @@ SMALL = ModelConfig(features=(8, 8, 16, 32, 64, 8))
 def test_logits_shape(name, spatial_dims):
     config = ModelConfig(name=name, spatial_dims=spatial_dims, features=SMALL.features)
     model = build_model(config, ModeConfig(name="qpg"), out_channels=3)
-    x = torch.randn(1, 1, *([16] * spatial_dims))
-    assert logits_of(model(x)).shape == (1, 3, *([16] * spatial_dims))
+    x = torch.randn(1, 1, *([32] * spatial_dims))
+    assert logits_of(model(x)).shape == (1, 3, *([32] * spatial_dims))
 
 
 def test_trainable_counts_by_mode():
