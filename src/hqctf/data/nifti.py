@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from ..atomic import atomic_path
 from .errors import DataError
 
 
@@ -39,16 +38,8 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def write_nifti(path: str | Path, data: np.ndarray, affine: np.ndarray) -> None:
     """Write ``data`` atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     img = nib.Nifti1Image(data, affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".nii.gz" if path.name.endswith(".nii.gz") else path.suffix) as tmp:
         nib.save(img, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

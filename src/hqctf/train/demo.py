@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -19,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import nn
 
+from ..atomic import write_atomic
 from ..data import DataError, list_cases, load_slices, sample_dataset_dir
 from .figures import curves_png, overlay_png
 from .loop import batch_schedule, dice_per_class, predict, train
@@ -30,23 +29,6 @@ DEFAULT_CROP = 64
 FEATURES = (16, 16, 32, 64, 128, 16)
 CLASSICAL_LR = 3e-3
 QPG_LR = 1e-2
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_model(n_classes: int, features: tuple[int, ...], seed: int) -> nn.Module:
     """The demo's 2D UNet++, initialised from ``seed`` (identical for both modes)."""
     torch.manual_seed(seed)
