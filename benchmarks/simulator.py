@@ -37,6 +37,9 @@ import time
 import types
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import replace_section  # noqa: E402
+
 SECTION = "## Simulator (benchmarks/simulator.py)"
 REPO = Path(__file__).resolve().parents[1]
 RESULT_TAG = "BENCH-RESULT "
@@ -781,18 +784,8 @@ def _ratio(row, tool):
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace this script's section of ``path`` (up to the next ``## `` heading), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    if start is None:
-        body = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        tail = "".join(lines[end:])
-        body = "".join(lines[:start]) + section + ("\n" + tail if tail else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(body)
+    """Replace this script's section (SECTION to the next ``## ``) in ``path``; append if absent."""
+    replace_section(path, SECTION, section)
 
 
 def print_table(result: dict) -> None:

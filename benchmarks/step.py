@@ -25,7 +25,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import resource
 import shlex
 import statistics
@@ -33,6 +32,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import replace_section  # noqa: E402
 
 HEADING = "## Training step (benchmarks/step.py)"
 RSS_TARGET, TIME_TARGET = 1.5, 1.3
@@ -376,16 +378,8 @@ def render(results: dict, cases: dict, machine: dict, command: str, args: argpar
 
 
 def write_section(path: Path, section: str) -> None:
-    """Replace the text from HEADING to the next ``## `` heading (or EOF) in ``path``; append if absent."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}[ \t]*\n.*?(?=^## |\Z)", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + ("\n" if not section.endswith("\n\n") else ""), text, count=1)
-        text = text.rstrip("\n") + "\n"
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Replace this script's section (HEADING to the next ``## ``) in ``path``; append if absent."""
+    replace_section(path, HEADING, section)
 
 
 def main(argv: list[str] | None = None) -> None:

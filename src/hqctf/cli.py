@@ -40,7 +40,93 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data", default=None, metavar="DIR",
                       help="nnU-Net raw dataset folder (default: the embedded sample)")
     _add_data_commands(commands)
+    _add_train_commands(commands)
     return parser
+
+
+def _add_train_commands(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train one run (classical, qpg, lora, lowrank or light) from a YAML config",
+                                description="Train a segmentation network from a YAML config; writes config.yaml, "
+                                "metrics.csv, last.pt/best.pt, curves.png, overlays/, tensorboard/, train.log and "
+                                "summary.json into the run folder (config key 'out'). Under torchrun every process "
+                                "joins one DistributedDataParallel run.")
+    train.add_argument("config", nargs="?", default=None, metavar="CONFIG.yaml", help="training config")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, repeatable (e.g. --set mode.name=qpg --set optim.epochs=5)")
+    train.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder from last.pt")
+    train.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
+                       help="shortcut for torchrun --standalone --nproc-per-node N on this machine")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar (the log file is still written)")
+    evaluate = commands.add_parser("evaluate", help="per-case Dice, IoU, HD95 and surface Dice of a trained run",
+                                   description="Predict a split of a dataset with a run's checkpoint and write "
+                                   "per-case and summary tables (CSV and Markdown) under RUN/evaluation/SPLIT/.")
+    evaluate.add_argument("run", metavar="RUN", help="run folder")
+    evaluate.add_argument("--data", default=None, metavar="PATH", help="dataset (default: the run's data.path)")
+    evaluate.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                          help="cases to evaluate (default: %(default)s)")
+    evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
+    compare = commands.add_parser("compare", help="side-by-side table of several runs",
+                                  description="Mode, trainable parameters and metrics (mean ± sd over cases) of runs.")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    compare.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
+                         help="evaluation split to read (default: %(default)s)")
+
+
+def _relaunch(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run this same command under torchrun with ``--nproc`` processes (``--nproc`` itself removed)."""
+    import subprocess
+
+    rest, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            rest.append(item)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+               "-m", "hqctf", *rest]
+    return subprocess.call(command)
+
+
+def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    if args.command == "compare":
+        from .train.evaluate import compare_runs
+
+        rows = compare_runs(args.runs, split=args.split)
+        table = Table(title="runs")
+        for key in rows[0]:
+            table.add_column(key)
+        for row in rows:
+            table.add_row(*(str(v) for v in row.values()))
+        Console().print(table)
+        return 0
+    if args.command == "evaluate":
+        from .train.evaluate import evaluate_run
+
+        _, summary = evaluate_run(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint)
+        mean = summary["mean"]
+        print(f"{args.run}: {args.split} ({mean['n']} cases) Dice {mean['dice_mean']:.4f} ± {mean['dice_sd']:.4f}, "
+              f"HD95 {mean['hd95_mean']:.2f} mm; tables in {args.run}/evaluation/{args.split}/")
+        return 0
+    if args.nproc > 1:
+        return _relaunch(args, argv)
+    from .train.config import load_config
+    from .train.trainer import resume_config, train_run
+
+    if args.resume:
+        config = resume_config(args.resume)
+    else:
+        if args.config is None:
+            raise SystemExit("hqctf train: error: give CONFIG.yaml or --resume RUN")
+        config = load_config(args.config, args.overrides)
+    summary = train_run(config, resume=bool(args.resume), progress=not args.no_progress)
+    print(f"{config.out}: best {summary['best_metric']} {abs(summary['best_score']):.4f} at epoch "
+          f"{summary['best_epoch']}; trainable {summary['trainable_parameters']:,} of {summary['total_parameters']:,}")
+    return 0
 
 
 def _label_pair(text: str) -> tuple[int, str]:
@@ -120,7 +206,20 @@ def _run_data(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hqctf`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    if args.command in ("train", "evaluate", "compare"):
+        from .data.errors import DataError
+        from .train.config import ConfigError
+
+        try:
+            return _run_train(args, argv)
+        except (ConfigError, DataError, OSError, FloatingPointError) as exc:
+            print(f"hqctf {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"hqctf {args.command}: interrupted", file=sys.stderr)
+            return 130
     if args.command == "data":
         from .data.errors import DataError
 

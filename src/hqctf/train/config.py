@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ..data.preprocess import PreprocessConfig
 from ..qpg.config import LoRAConfig, LowRankConfig, QPGConfig
 
 MODES = ("classical", "qpg", "lora", "lowrank", "light")
@@ -39,10 +40,8 @@ class DataConfig:
     format: str | None = _help("input format; None detects it", default=None)
     labels: dict[int, str] = _help("DICOM/NIfTI only: label value -> structure name", default_factory=dict)
     cache: str = _help("folder of preprocessed arrays, shared between runs", default=".hqctf-cache")
-    spacing: tuple[float, ...] | None = _help("target voxel size in mm (None: native)", default=None)
-    clip: tuple[float, float] = _help("HU window before z-scoring", default=(-79.0, 304.0))
-    mean: float = _help("HU mean for z-scoring", default=101.0)
-    std: float = _help("HU standard deviation for z-scoring", default=76.9)
+    preprocess: PreprocessConfig = _help("resampling, orientation, HU clipping/z-scoring, body crop",
+                                         default_factory=PreprocessConfig)
     patch_size: tuple[int, ...] = _help("2D slice crop (H, W) or 3D patch (X, Y, Z) in voxels", default=(128, 128))
     foreground_fraction: float = _help("share of samples centred on foreground", default=0.5)
     augment: bool = _help("random flips, small rotations/scales and intensity changes", default=True)
@@ -83,6 +82,7 @@ class OptimConfig:
     batch_size: int = _help("samples per step (global, over all processes)", default=8)
     lr: float = _help("peak learning rate", default=3e-3)
     weight_decay: float = _help("AdamW weight decay", default=1e-4)
+    eps: float = _help("AdamW epsilon", default=1e-8)
     warmup_epochs: int = _help("linear warm-up epochs", default=1)
     schedule: str = _help(f"one of {SCHEDULES}", default="cosine")
     amp: bool = _help("mixed precision where the device supports it (CUDA)", default=True)

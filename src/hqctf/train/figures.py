@@ -72,3 +72,28 @@ def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training los
     ax.grid(alpha=0.3)
     ax.legend()
     return _png(fig)
+
+
+def run_curves_png(history: Sequence[Mapping[str, float]], metric: str = "dice") -> bytes:
+    """Training loss per epoch (left) and the validation metrics per epoch (right) of one run."""
+    fig = Figure(figsize=(10.0, 3.8))
+    left, right = fig.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    left.plot(epochs, [row["loss"] for row in history], color=COLOURS[3], marker="o", markersize=3)
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss (marginal Dice + CE)")
+    left.grid(alpha=0.3)
+    for i, name in enumerate(("dice", "iou", "surface_dice")):
+        points = [(row["epoch"], row[f"val_{name}"]) for row in history if f"val_{name}" in row]
+        if points:
+            x, y = zip(*points)
+            right.plot(x, y, color=COLOURS[(4 + i) % len(COLOURS)], marker="o", markersize=3, label=name,
+                       linewidth=2.2 if name == metric else 1.2)
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation (mean over cases)")
+    right.set_ylim(0, 1)
+    right.grid(alpha=0.3)
+    if right.lines:
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)

@@ -15,14 +15,19 @@ from .config import ModeConfig, ModelConfig
 def build_network(config: ModelConfig, out_channels: int, features: Sequence[int] | None = None) -> nn.Module:
     """A plain MONAI network with one input channel (CT) and ``out_channels`` logits (background + structures)."""
     feats = tuple(features or config.features)
-    cls = BasicUNetPlusPlus if config.name == "unetpp" else BasicUNet
-    return cls(spatial_dims=config.spatial_dims, in_channels=1, out_channels=out_channels, features=feats,
-               dropout=config.dropout)
+    if config.name == "unet":
+        return BasicUNet(spatial_dims=config.spatial_dims, in_channels=1, out_channels=out_channels, features=feats,
+                         dropout=config.dropout)
+    net = BasicUNetPlusPlus(spatial_dims=config.spatial_dims, in_channels=1, out_channels=out_channels,
+                            features=feats, dropout=config.dropout)
+    for name in ("final_conv_0_1", "final_conv_0_2", "final_conv_0_3"):
+        setattr(net, name, nn.Identity())  # deep-supervision heads: unused without deep supervision, never trained
+    return net
 
 
 def logits_of(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
-    """The full-resolution logits: BasicUNetPlusPlus returns a list of heads, the first is the final one."""
-    return output[0] if isinstance(output, (list, tuple)) else output
+    """The full-resolution logits: BasicUNetPlusPlus returns a list of heads, the last is the final one."""
+    return output[-1] if isinstance(output, (list, tuple)) else output
 
 
 def _trainable(model: nn.Module) -> int:

@@ -1,0 +1,356 @@
+"""``hqctf train``: one run of one mode, with validation, checkpoints, resume and DistributedDataParallel."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import random
+import resource
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..atomic import write_atomic, write_json_atomic
+from ..data.cache import CaseCache
+from ..data.case import Case
+from ..data.formats import open_source
+from ..data.sampling import PatchDataset, SliceDataset
+from ..data.splits import load_splits, make_splits, save_splits
+from ..qpg import count_parameters
+from .config import ConfigError, TrainConfig, load_config
+from .distributed import World, all_mean, setup, teardown
+from .figures import overlay_png, run_curves_png
+from .loss import MarginalDiceCELoss
+from .models import build_model, logits_of
+from .schedule import WarmupSchedule
+from .validate import summarise, validate_cases
+
+LOWER_IS_BETTER = ("hd95", "loss")
+CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST = "config.yaml", "last.pt", "best.pt"
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then rename: a kill never leaves a truncated checkpoint."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_atomic(path, buffer.getvalue())
+
+
+def _logger(run: Path, main: bool) -> logging.Logger:
+    log = logging.getLogger(f"hqctf.train.{run}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    log.handlers.clear()
+    if main:
+        handler = logging.FileHandler(run / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    return log
+
+
+class Trainer:
+    """Prepares data, model and optimiser for a config, then trains, validates and writes the run folder.
+
+    Args:
+        config: the resolved training config.
+        resume: continue from ``<out>/last.pt`` (model, optimiser, schedule, RNG states, epoch, step, history).
+        progress: show a rich progress bar (rank 0 only).
+    """
+
+    def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        self.config, self.resume, self.show_progress = config, resume, progress
+        self.world: World = setup(config.device)
+        self.run = Path(config.out)
+        self._prepare_folder()
+        self.log = _logger(self.run, self.world.main)
+        _seed_everything(config.seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        self._prepare_data()
+        self._prepare_model()
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+    def _prepare_folder(self) -> None:
+        last = self.run / CHECKPOINT_LAST
+        if self.resume and not last.is_file():
+            raise ConfigError(f"{self.run}: no {CHECKPOINT_LAST} to resume from")
+        if not self.resume and last.is_file():
+            raise ConfigError(f"{self.run}: run folder already holds a run; use --resume or another --set out=...")
+        if self.world.main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.run / CONFIG_FILE, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+        self.world.barrier()
+
+    def _prepare_data(self) -> None:
+        cfg = self.config.data
+        source = open_source(cfg.path, format=cfg.format, labels=cfg.labels or None, missing="unknown")
+        self.labels = dict(source.labels)
+        self.n_classes = max(self.labels, default=0) + 1
+        cache = CaseCache(cfg.cache, source, cfg.preprocess)
+        ids = source.case_ids()[: cfg.max_cases]
+        if self.world.main:
+            cache.build(ids, progress=self.show_progress)
+        self.world.barrier()
+        cases = {case_id: cache.get(case_id) for case_id in ids}
+        splits_path = self.run / "splits.json"
+        if self.world.main and not splits_path.is_file():
+            try:
+                splits = make_splits(ids, [cases[i].patient_id for i in ids], n_folds=cfg.n_folds,
+                                     test_fraction=cfg.test_fraction, seed=self.config.seed)
+            except ValueError as exc:
+                raise ConfigError(f"data.n_folds / data.test_fraction: {exc} ({len(ids)} cases)") from None
+            save_splits(splits_path, splits)
+        self.world.barrier()
+        splits = load_splits(splits_path)
+        if not 0 <= cfg.fold < len(splits):
+            raise ConfigError(f"data.fold {cfg.fold}: splits.json has folds 0..{len(splits) - 1}")
+        self.train_cases = [cases[i] for i in splits[cfg.fold]["train"]]
+        self.val_cases = [cases[i] for i in splits[cfg.fold]["val"]][: self.config.validation.max_cases]
+        self._check_patch(self.train_cases)
+        sampler_cls = SliceDataset if self.config.model.spatial_dims == 2 else PatchDataset
+        self.dataset = sampler_cls(self.train_cases, tuple(cfg.patch_size), foreground_fraction=cfg.foreground_fraction,
+                                   samples_per_epoch=cfg.samples_per_epoch, augment=cfg.augment,
+                                   seed=self.config.seed, max_label=self.n_classes - 1)
+
+    def _check_patch(self, cases: list[Case]) -> None:
+        dims = self.config.model.spatial_dims
+        largest = np.max([c.image.shape[:dims] for c in cases], axis=0)
+        if np.any(np.asarray(self.config.data.patch_size) > 2 * largest):
+            raise ConfigError(
+                f"data.patch_size {list(self.config.data.patch_size)} is impossible for this data: the largest "
+                f"preprocessed case is {largest.tolist()} voxels (use at most twice that; pick multiples of 16)"
+            )
+
+    def _prepare_model(self) -> None:
+        torch.manual_seed(self.config.seed)
+        model = build_model(self.config.model, self.config.mode, self.n_classes).to(self.world.device)
+        self.model = model
+        self.trainable, self.total = count_parameters(model)
+        self.ddp = DistributedDataParallel(model) if self.world.size > 1 else model
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay,
+                                           eps=self.config.optim.eps)
+        self.batch = self.config.optim.batch_size // self.world.size
+        if self.batch * self.world.size != self.config.optim.batch_size:
+            raise ConfigError(f"optim.batch_size {self.config.optim.batch_size} must be divisible by the "
+                              f"{self.world.size} processes")
+        self.steps_per_epoch = math.ceil(self.config.data.samples_per_epoch / self.config.optim.batch_size)
+        self.schedule = WarmupSchedule(self.optimizer, self.steps_per_epoch * self.config.optim.epochs,
+                                       self.steps_per_epoch * self.config.optim.warmup_epochs, self.config.optim.schedule)
+        self.loss_fn = MarginalDiceCELoss()
+        self.epoch, self.step, self.history = 0, 0, []
+        self.best: dict[str, Any] = {"score": -math.inf, "epoch": None, "metrics": {}}
+        if self.resume:
+            self._load(self.run / CHECKPOINT_LAST)
+
+    # -- checkpoints --------------------------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "schedule": self.schedule.state_dict(), "epoch": self.epoch, "step": self.step,
+                "history": self.history, "best": self.best, "rng": _rng_state(), "labels": self.labels,
+                "config": self.config.to_dict()}
+
+    def _load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.world.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.epoch, self.step, self.history, self.best = state["epoch"], state["step"], state["history"], state["best"]
+        _set_rng_state(state["rng"])
+        self.log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
+
+    # -- training -----------------------------------------------------------------------------------------------
+    def _loader(self) -> DataLoader:
+        self.dataset.set_epoch(self.epoch)
+        sampler = DistributedSampler(self.dataset, self.world.size, self.world.rank, shuffle=False) if self.world.size > 1 else None
+        return DataLoader(self.dataset, batch_size=self.batch, sampler=sampler, num_workers=self.config.data.workers,
+                          drop_last=False)
+
+    def _train_step(self, batch: dict[str, Any]) -> float:
+        device = self.world.device
+        amp = self.config.optim.amp and device.type == "cuda"
+        self.schedule.set(self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = logits_of(self.ddp(batch["image"].to(device)))
+        loss = self.loss_fn(logits.float(), batch["label"].to(device), batch["known"].to(device))
+        loss.backward()
+        value = all_mean(float(loss.item()), self.world)
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"training loss became {value} at epoch {self.epoch + 1}, step {self.step + 1}; stopped, the last good "
+                f"checkpoint is {self.run / CHECKPOINT_LAST}"
+            )
+        self.optimizer.step()
+        self.step += 1
+        return value
+
+    def _validate(self) -> dict[str, float]:
+        v = self.config.validation
+        per_case, predictions = validate_cases(self.model, self.val_cases, self.config.model.spatial_dims,
+                                               self.config.data.patch_size, v.overlap, v.tolerance_mm, self.world.device)
+        summary = summarise(per_case)
+        self._overlays(predictions)
+        return summary
+
+    def _score(self, row: dict[str, float]) -> float:
+        metric = self.config.validation.metric
+        value = row.get(metric if metric == "loss" else f"val_{metric}", float("nan"))
+        return -value if metric in LOWER_IS_BETTER else value
+
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs; returns the summary also written to ``summary.json``."""
+        cfg = self.config
+        self.log.info("start: %s mode=%s model=%s %dD, %d train / %d val cases, trainable %d of %d parameters",
+                      self.run, cfg.mode.name, cfg.model.name, cfg.model.spatial_dims, len(self.train_cases),
+                      len(self.val_cases), self.trainable, self.total)
+        writer = self._tensorboard()
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   TextColumn("{task.fields[info]}")]
+        total_steps = self.steps_per_epoch * cfg.optim.epochs
+        with Progress(*columns, disable=not (self.show_progress and self.world.main), transient=False) as progress:
+            task = progress.add_task(f"{cfg.mode.name}", total=total_steps, completed=self.step, info="")
+            while self.epoch < cfg.optim.epochs:
+                started = time.perf_counter()
+                losses = []
+                for batch in self._loader():
+                    losses.append(self._train_step(batch))
+                    last_dice = self.history[-1].get("val_dice", float("nan")) if self.history else float("nan")
+                    progress.update(task, advance=1, info=f"loss {losses[-1]:.4f}  val Dice {last_dice:.3f}")
+                self.epoch += 1
+                row = {"epoch": self.epoch, "step": self.step, "loss": float(np.mean(losses)),
+                       "lr": self.optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - started}
+                if self.epoch % cfg.validation.every == 0 or self.epoch == cfg.optim.epochs:
+                    row.update({f"val_{k}": v for k, v in self._validate().items()})
+                    self.schedule.observe(self._score(row))
+                self.history.append(row)
+                self._end_epoch(row, writer)
+        if writer is not None:
+            writer.close()
+        summary = self._summary()
+        if self.world.main:
+            write_json_atomic(self.run / "summary.json", summary)
+        self.log.info("done: best %s %.4f at epoch %s", cfg.validation.metric, summary["best_score"], summary["best_epoch"])
+        return summary
+
+    def _end_epoch(self, row: dict[str, float], writer: Any) -> None:
+        if not self.world.main:
+            return
+        improved = "val_dice" in row and self._score(row) > self.best["score"]
+        if improved:
+            self.best = {"score": self._score(row), "epoch": self.epoch,
+                         "metrics": {k: v for k, v in row.items() if k.startswith("val_")}}
+        state = self._state()
+        save_checkpoint(self.run / CHECKPOINT_LAST, state)
+        if improved:
+            save_checkpoint(self.run / CHECKPOINT_BEST, state)
+        self._write_metrics()
+        write_atomic(self.run / "curves.png", run_curves_png(self.history, self.config.validation.metric))
+        if writer is not None:
+            for key, value in row.items():
+                if key not in ("epoch", "step") and math.isfinite(value):
+                    writer.add_scalar(key, value, self.epoch)
+            writer.flush()
+        self.log.info("epoch %d: %s", self.epoch, "  ".join(f"{k} {v:.4g}" for k, v in row.items()
+                                                             if k in ("loss", "lr", "val_dice", "val_hd95", "epoch_seconds")))
+
+    def _write_metrics(self) -> None:
+        keys = list(dict.fromkeys(k for row in self.history for k in row))
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=keys, restval="")
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_atomic(self.run / "metrics.csv", text.getvalue())
+
+    def _tensorboard(self) -> Any:
+        if not self.world.main:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from torch.utils.tensorboard import SummaryWriter
+        return SummaryWriter(log_dir=str(self.run / "tensorboard"))
+
+    def _overlays(self, predictions: dict[str, np.ndarray]) -> None:
+        if not self.world.main or self.config.validation.overlays < 1:
+            return
+        names = ["background"] + [self.labels.get(v, f"label_{v}") for v in range(1, self.n_classes)]
+        folder = self.run / "overlays"
+        for case in self.val_cases[: self.config.validation.overlays]:
+            label = np.asarray(case.label)
+            z = int(np.argmax(label.reshape(-1, label.shape[2]).astype(bool).sum(0)))
+            view = lambda a: np.asarray(a[:, :, z]).T[::-1]  # noqa: E731  radiological view: anterior up, patient left on the right
+            png = overlay_png(view(case.image), {"reference": view(label), "prediction": view(predictions[case.case_id])},
+                              names, title=f"{case.case_id}, slice {z}, epoch {self.epoch}")
+            write_atomic(folder / f"{case.case_id}.png", png)
+
+    def _summary(self) -> dict[str, Any]:
+        times = [r["epoch_seconds"] for r in self.history]
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if self.world.device.type == "cuda":
+            peak_gpu = torch.cuda.max_memory_allocated(self.world.device) / 2**20
+        else:
+            peak_gpu = None
+        return {"mode": self.config.mode.name, "model": self.config.model.name,
+                "spatial_dims": self.config.model.spatial_dims, "trainable_parameters": self.trainable,
+                "total_parameters": self.total, "epochs": self.epoch, "steps": self.step,
+                "best_metric": self.config.validation.metric, "best_score": self.best["score"],
+                "best_epoch": self.best["epoch"], "best": self.best["metrics"],
+                "seconds_per_epoch": float(np.mean(times)) if times else None,
+                "peak_memory_mib": peak, "peak_gpu_memory_mib": peak_gpu, "processes": self.world.size,
+                "train_cases": len(self.train_cases), "val_cases": len(self.val_cases), "labels": self.labels}
+
+
+def train_run(config: TrainConfig, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train one run (in every process of a torchrun launch); returns the summary."""
+    try:
+        return Trainer(config, resume=resume, progress=progress).fit()
+    finally:
+        teardown()
+
+
+def resume_config(run: str | Path) -> TrainConfig:
+    """The resolved config saved in a run folder."""
+    path = Path(run) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found; is {run} a run folder?")
+    return load_config(path)
+
+
+def read_summary(run: str | Path) -> dict[str, Any]:
+    """A finished run's ``summary.json``."""
+    path = Path(run) / "summary.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read run summary ({type(exc).__name__})") from None

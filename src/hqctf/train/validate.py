@@ -1,0 +1,91 @@
+"""Whole-case prediction with sliding windows, and validation metrics over cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from ..data.case import Case
+from .metrics import case_metrics, mean_over_structures
+from .models import logits_of
+
+
+@torch.no_grad()
+def predict_volume(
+    model: nn.Module,
+    image: np.ndarray,
+    spatial_dims: int,
+    patch_size: Sequence[int],
+    overlap: float = 0.25,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Label map (X, Y, Z) of a preprocessed image (X, Y, Z), by arg-max of sliding-window logits.
+
+    Args:
+        model: network returning logits (or UNet++'s list of heads).
+        image: preprocessed (z-scored) CT.
+        spatial_dims: 2 predicts axial slices (windows over X, Y), 3 predicts the volume (windows over X, Y, Z).
+        patch_size: window size, the training patch size.
+        overlap: overlap of neighbouring windows (predictions are blended with a constant weight).
+        device: where the network runs.
+        batch_size: windows (2D: slices' windows) per forward pass.
+    """
+    was_training = model.training
+    model.eval()
+
+    def net(x: torch.Tensor) -> torch.Tensor:
+        return logits_of(model(x))
+
+    volume = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    try:
+        if spatial_dims == 3:
+            logits = sliding_window_inference(volume[None, None].to(device), tuple(patch_size), batch_size, net,
+                                              overlap=overlap)
+            return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        out = np.zeros(image.shape, np.uint8)
+        for start in range(0, image.shape[2], batch_size):
+            slices = volume[:, :, start:start + batch_size].permute(2, 0, 1)[:, None].to(device)
+            logits = sliding_window_inference(slices, tuple(patch_size), batch_size, net, overlap=overlap)
+            out[:, :, start:start + batch_size] = logits.argmax(1).permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+        return out
+    finally:
+        model.train(was_training)
+
+
+def validate_cases(
+    model: nn.Module,
+    cases: Sequence[Case],
+    spatial_dims: int,
+    patch_size: Sequence[int],
+    overlap: float = 0.25,
+    tolerance_mm: float = 2.0,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
+    """Per-case, per-structure metrics (unknown structures NaN) and the predicted label maps, by case id."""
+    metrics, predictions = {}, {}
+    for case in cases:
+        pred = predict_volume(model, case.image, spatial_dims, patch_size, overlap, device)
+        metrics[case.case_id] = case_metrics(pred, np.asarray(case.label), case.structures, case.spacing,
+                                             case.unknown, tolerance_mm)
+        predictions[case.case_id] = pred
+    return metrics, predictions
+
+
+def summarise(per_case: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """Mean over cases of each case's structure mean (``dice``, ...) and of each structure (``dice/Liver``, ...)."""
+    out: dict[str, float] = {}
+    case_means = [mean_over_structures(m) for m in per_case.values()]
+    for metric in case_means[0] if case_means else ():
+        values = np.array([m[metric] for m in case_means], dtype=float)
+        out[metric] = float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
+    structures = list(next(iter(per_case.values()), {}))
+    for name in structures:
+        for metric in next(iter(per_case.values()))[name]:
+            values = np.array([per_case[c][name][metric] for c in per_case], dtype=float)
+            out[f"{metric}/{name}"] = float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
+    return out

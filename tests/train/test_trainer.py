@@ -1,0 +1,106 @@
+"""``hqctf train`` end to end on a tiny OpenKBP dataset: artefacts, modes, resume, bad configs, NaN loss."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from hqctf.cli import main
+from hqctf.train.config import ConfigError, load_config
+from hqctf.train.trainer import Trainer, train_run
+
+ARTEFACTS = ("config.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png", "train.log", "summary.json", "splits.json")
+
+
+def _rows(run):
+    with (run / "metrics.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("mode", ["classical", "qpg", "lora", "lowrank", "light"])
+def test_every_mode_learns_and_writes_the_run_folder(mode, tiny_dataset, tiny_overrides, tmp_path):
+    run = tmp_path / mode
+    config = load_config(None, tiny_overrides(tiny_dataset, run, tmp_path / "cache", mode, **{"optim.epochs": 4}))
+    summary = train_run(config, progress=False)
+    for name in ARTEFACTS:
+        assert (run / name).is_file(), name
+    assert list((run / "overlays").glob("*.png")) and list((run / "tensorboard").iterdir())
+    rows = _rows(run)
+    assert len(rows) == 4 and float(rows[-1]["loss"]) < float(rows[0]["loss"])
+    assert 0.0 <= float(rows[-1]["val_dice"]) <= 1.0
+    saved = json.loads((run / "summary.json").read_text())
+    assert saved["trainable_parameters"] == summary["trainable_parameters"] <= saved["total_parameters"]
+    assert saved["mode"] == mode and saved["best_epoch"] in (1, 2, 3, 4)
+
+
+def test_resume_after_a_crash_mid_epoch_gives_the_same_weights(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
+    overrides = tiny_overrides(tiny_dataset, tmp_path / "whole", tmp_path / "cache", "qpg",
+                               **{"validation.every": 3, "data.augment": "true"})
+    train_run(load_config(None, overrides), progress=False)
+    whole = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+
+    crashed = load_config(None, [*overrides, f"out={tmp_path / 'crashed'}"])
+    step = Trainer._train_step
+    calls = {"n": 0}
+
+    def crash_in_epoch_two(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the first step of epoch 2 has run; the second is under way
+            raise KeyboardInterrupt
+        return step(self, batch)
+
+    monkeypatch.setattr(Trainer, "_train_step", crash_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(crashed, progress=False)
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    assert torch.load(tmp_path / "crashed" / "last.pt", weights_only=False)["epoch"] == 1
+    assert main(["train", "--resume", str(tmp_path / "crashed"), "--no-progress"]) == 0
+    resumed = torch.load(tmp_path / "crashed" / "last.pt", weights_only=False)
+    assert resumed["step"] == whole["step"]
+    for key, value in whole["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=0, atol=0, msg=key)
+    timeless = lambda run: [{k: v for k, v in r.items() if k != "epoch_seconds"} for r in _rows(run)]  # noqa: E731
+    assert timeless(tmp_path / "crashed") == timeless(tmp_path / "whole")  # same losses and validation metrics
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_dataset, tiny_overrides, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "nan"
+    config = load_config(None, tiny_overrides(tiny_dataset, run, tmp_path / "cache"))
+    loss = Trainer.__init__
+
+    def poisoned(self, *args, **kwargs):
+        loss(self, *args, **kwargs)
+        original = self.loss_fn.forward
+        self.loss_fn.forward = lambda *a: original(*a) * (float("nan") if self.step >= 2 else 1.0)
+
+    monkeypatch.setattr(Trainer, "__init__", poisoned)
+    with pytest.raises(FloatingPointError, match=r"loss became nan at epoch 2, step 3; .*last.pt"):
+        train_run(config, progress=False)
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"data.path": "/no/such/dataset"}, "/no/such/dataset: not found"),
+        ({"data.patch_size": "[256, 256]"}, "impossible for this data"),
+        ({"data.n_folds": 9}, "data.n_folds"),
+    ],
+)
+def test_bad_config_fails_at_start(extra, message, tiny_dataset, tiny_overrides, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("")
+    argv = ["train", str(config), "--no-progress"]
+    for item in tiny_overrides(tiny_dataset, tmp_path / "run", tmp_path / "cache", **extra):
+        argv += ["--set", item]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path):
+    overrides = tiny_overrides(tiny_dataset, tmp_path / "run", tmp_path / "cache", **{"optim.epochs": 1})
+    train_run(load_config(None, overrides), progress=False)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        Trainer(load_config(None, overrides), progress=False)
