@@ -90,19 +90,10 @@ def _relaunch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
     if args.command == "compare":
-        from .train.evaluate import compare_runs
+        from .train.evaluate import compare_runs, markdown_table
 
-        rows = compare_runs(args.runs, split=args.split)
-        table = Table(title="runs")
-        for key in rows[0]:
-            table.add_column(key)
-        for row in rows:
-            table.add_row(*(str(v) for v in row.values()))
-        Console().print(table)
+        print(markdown_table(compare_runs(args.runs, split=args.split)), end="")
         return 0
     if args.command == "evaluate":
         from .train.evaluate import evaluate_run

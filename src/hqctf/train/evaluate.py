@@ -36,7 +36,8 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _rows_to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows of dicts as a GitHub Markdown table (floats to 4 decimals)."""
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(_fmt(row.get(k, "")) for k in keys) + " |" for row in rows]
@@ -108,9 +109,9 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
         summary[name] = stats
     out = run / "evaluation" / split
     write_atomic(out / "per_case.csv", _rows_to_csv(rows))
-    write_atomic(out / "per_case.md", _rows_to_markdown(rows))
+    write_atomic(out / "per_case.md", markdown_table(rows))
     write_atomic(out / "summary.csv", _rows_to_csv(list(summary.values())))
-    write_atomic(out / "summary.md", _rows_to_markdown(list(summary.values())))
+    write_atomic(out / "summary.md", markdown_table(list(summary.values())))
     return rows, summary
 
 
