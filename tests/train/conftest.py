@@ -32,7 +32,7 @@ def tiny_dataset(tmp_path_factory):
     return out
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_overrides():
     """Function giving the ``--set`` overrides of a tiny run (see `_tiny_overrides`)."""
     return _tiny_overrides

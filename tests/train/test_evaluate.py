@@ -13,13 +13,11 @@ from hqctf.train.trainer import train_run
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_dataset, tmp_path_factory):
-    from conftest import _tiny_overrides  # tests/train/conftest.py (a module-scoped fixture cannot take the function fixture)
-
+def runs(tiny_dataset, tiny_overrides, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for mode in ("classical", "qpg"):
-        overrides = _tiny_overrides(tiny_dataset, root / mode, root / "cache", mode, **{"optim.epochs": 2})
+        overrides = tiny_overrides(tiny_dataset, root / mode, root / "cache", mode, **{"optim.epochs": 2})
         train_run(load_config(None, overrides), progress=False)
         out[mode] = root / mode
     return out
