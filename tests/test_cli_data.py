@@ -1,6 +1,7 @@
 """``hqctf data inspect`` and ``hqctf data convert`` on real data and on broken copies."""
 
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -73,3 +74,19 @@ def test_convert_dicom_to_nnunet_round_trip(shared_data, tmp_path, capsys):
     np.testing.assert_array_equal(case.label, original.label)
     np.testing.assert_allclose(case.affine, original.affine, atol=1e-4)
     assert main(["data", "convert", str(out), str(out / "imagesTr" / "x")]) == 2  # never write inside the input
+
+
+def test_split_groups_patients_and_is_deterministic(shared_data, tmp_path, capsys):
+    out_a, out_b = tmp_path / "a.json", tmp_path / "b.json"
+    for out in (out_a, out_b):
+        assert main(["data", "split", str(shared_data / "kits19_png"), "--folds", "2", "--test-fraction", "0.2",
+                     "-o", str(out)]) == 0
+    assert out_a.read_text() == out_b.read_text()
+    folds = json.loads(out_a.read_text())
+    patient = lambda case: case.rsplit("_", 1)[0]  # noqa: E731  kits19_png names slices <patient>_<slice>
+    for fold in folds:
+        groups = [{patient(c) for c in fold[k]} for k in ("train", "val", "test")]
+        assert not (groups[0] & groups[1]) and not (groups[0] & groups[2]) and not (groups[1] & groups[2])
+        assert len(fold["train"]) + len(fold["val"]) + len(fold["test"]) == 24
+    assert main(["data", "split", str(shared_data / "kits19_png"), "--folds", "9", "-o", str(tmp_path / "c.json")]) == 2
+    assert "n_folds" in capsys.readouterr().err

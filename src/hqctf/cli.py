@@ -163,6 +163,16 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     convert.add_argument("input", metavar="IN", help="dataset folder, DICOM folder or NIfTI file")
     convert.add_argument("output", metavar="OUT", help="output dataset folder, e.g. Dataset003_MyOARs")
     _add_source_options(convert)
+    split = verbs.add_parser("split", help="write deterministic k-fold (and test) splits as splits.json",
+                             description="Write nnU-Net-style splits (a list of {train, val[, test]} per fold); "
+                             "a patient's cases never straddle train/val/test.")
+    split.add_argument("path", metavar="PATH", help="dataset folder")
+    split.add_argument("-o", "--output", default="splits.json", metavar="FILE", help="(default: %(default)s)")
+    split.add_argument("--folds", type=_positive_int, default=5, help="number of folds (default: %(default)s)")
+    split.add_argument("--test-fraction", type=float, default=0.0,
+                       help="share of cases held out of every fold as a test set (default: %(default)s)")
+    split.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    _add_source_options(split)
 
 
 def _open(args: argparse.Namespace, path: str):
@@ -177,6 +187,8 @@ def _open(args: argparse.Namespace, path: str):
 
 
 def _run_data(args: argparse.Namespace) -> int:
+    from .data.errors import DataError
+
     if args.verb == "inspect":
         from rich.console import Console
 
@@ -186,6 +198,21 @@ def _run_data(args: argparse.Namespace) -> int:
         reports = inspect_source(source)
         render(source, reports, Console())
         return 2 if any(r.problems for r in reports) else 0
+    if args.verb == "split":
+        from .data.splits import make_splits, save_splits
+
+        source = _open(args, args.path)
+        ids = source.case_ids()
+        patients = [source.read(i).patient_id for i in ids]
+        try:
+            splits = make_splits(ids, patients, n_folds=args.folds, test_fraction=args.test_fraction, seed=args.seed)
+        except ValueError as exc:
+            raise DataError(f"{args.path}: {exc}") from None
+        save_splits(args.output, splits)
+        sizes = ", ".join(f"fold {i}: {len(f['train'])} train / {len(f['val'])} val" for i, f in enumerate(splits))
+        test = f"; {len(splits[0]['test'])} test" if "test" in splits[0] else ""
+        print(f"wrote {args.output}: {sizes}{test}")
+        return 0
     from .data.nnunet import write_nnunet_dataset
 
     source = _open(args, args.input)
