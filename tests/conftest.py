@@ -1,10 +1,13 @@
-"""Shared fixtures: the read-only real CT data in ``../shared/data`` (override with HQCTF_SHARED_DATA)."""
+"""Shared fixtures: the read-only real CT data in ``../shared/data`` (override with HQCTF_SHARED_DATA), and a tiny
+dataset cut from the embedded sample with the overrides of a training run that takes seconds."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 _CANDIDATES = [Path(__file__).resolve().parents[1].parent / "shared" / "data", Path("/work/shared/data")]
@@ -19,3 +22,48 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+# A tiny nnU-Net dataset cut from the embedded OpenKBP sample: 6 cases of 48 x 48 x 12 voxels around the organs.
+TINY_SHAPE = (48, 48, 12)
+
+
+def _crop(case):
+    label = np.asarray(case.label)
+    centre = np.round(np.argwhere(label > 0).mean(0)).astype(int)
+    start = [int(np.clip(c - s // 2, 0, n - s)) for c, s, n in zip(centre, TINY_SHAPE, label.shape)]
+    window = tuple(slice(a, a + s) for a, s in zip(start, TINY_SHAPE))
+    affine = case.affine.copy()
+    affine[:3, 3] = affine[:3, :3] @ np.asarray(start) + affine[:3, 3]
+    return replace(case, image=np.asarray(case.image)[window], label=label[window], affine=affine, sources=())
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """Folder of the tiny dataset (nnU-Net raw, 7 OpenKBP structures, absent organs unknown)."""
+    from hqctf.data.nnunet import NnUNetSource, write_nnunet_dataset
+    from hqctf.data.sample import sample_dataset_dir
+
+    source = NnUNetSource(sample_dataset_dir())
+    out = tmp_path_factory.mktemp("tiny") / "Dataset900_Tiny"
+    write_nnunet_dataset((_crop(source.read(i)) for i in source.case_ids()), out, source.labels, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides():
+    """Function giving the ``--set`` overrides of a tiny run (see `_tiny_overrides`)."""
+    return _tiny_overrides
+
+
+def _tiny_overrides(dataset, out, cache, mode="classical", **extra):
+    """``--set`` overrides of a run that takes seconds on 2 CPU cores."""
+    values = {
+        "data.path": str(dataset), "out": str(out), "data.cache": str(cache), "mode.name": mode,
+        "data.patch_size": "[32, 32]", "data.samples_per_epoch": 8, "data.n_folds": 2, "data.test_fraction": 0.2,
+        "data.preprocess": "{crop_body: false, clip: [-160, 240], mean: 40, std: 100}",
+        "model.features": "[4, 4, 8, 8, 16, 4]", "optim.epochs": 3, "optim.batch_size": 4, "optim.lr": 0.01,
+        "optim.warmup_epochs": 0, "validation.max_cases": 1, "validation.overlays": 1,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]

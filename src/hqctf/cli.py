@@ -70,6 +70,15 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     compare.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                          help="evaluation split to read (default: %(default)s)")
+    export = commands.add_parser("export", help="write a run's merged classical network (no quantum code needed)",
+                                 description="Merge the generated weights into a plain MONAI network and write it as "
+                                 "TorchScript, ONNX or a state_dict, with hqctf-model.json (labels, preprocessing, "
+                                 "spacing, orientation, patch size).")
+    export.add_argument("run", metavar="RUN", help="run folder")
+    export.add_argument("--format", default="torchscript", choices=("torchscript", "onnx", "state_dict"),
+                        help="(default: %(default)s)")
+    export.add_argument("-o", "--output", default=None, metavar="DIR", help="(default: RUN/export-FORMAT)")
+    export.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
 
 
 def _relaunch(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -94,6 +103,12 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from .train.evaluate import compare_runs, markdown_table
 
         print(markdown_table(compare_runs(args.runs, split=args.split)), end="")
+        return 0
+    if args.command == "export":
+        from .infer.export import export_run
+
+        out = args.output or f"{args.run}/export-{args.format}"
+        print(f"wrote {export_run(args.run, out, format=args.format, checkpoint=args.checkpoint)}")
         return 0
     if args.command == "evaluate":
         from .train.evaluate import evaluate_run
@@ -226,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hqctf`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if args.command in ("train", "evaluate", "compare"):
+    if args.command in ("train", "evaluate", "compare", "export"):
         from .data.errors import DataError
         from .train.config import ConfigError
 

@@ -51,6 +51,16 @@ def light_features(config: ModelConfig, out_channels: int, target: int) -> tuple
     return min(candidates, key=lambda f: abs(_trainable(build_network(config, out_channels, f)) - target))
 
 
+def network_features(model: ModelConfig, mode: ModeConfig, out_channels: int) -> tuple[int, ...]:
+    """Channel widths of the network a mode trains: the configured ones, or scaled down for ``light``."""
+    if mode.name != "light":
+        return tuple(model.features)
+    if mode.light_width is not None:
+        return tuple(max(2, round(f * mode.light_width)) for f in model.features)
+    target = _trainable(wrap(build_network(model, out_channels), mode.qpg))
+    return light_features(model, out_channels, target)
+
+
 def build_model(model: ModelConfig, mode: ModeConfig, out_channels: int) -> nn.Module:
     """The network for a training mode.
 
@@ -58,14 +68,7 @@ def build_model(model: ModelConfig, mode: ModeConfig, out_channels: int) -> nn.M
     generators (see `hqctf.qpg.wrap`); ``light`` is the same architecture with channel widths scaled down to the
     QPG trainable count (or by ``mode.light_width``).
     """
-    if mode.name == "light":
-        if mode.light_width is not None:
-            feats = tuple(max(2, round(f * mode.light_width)) for f in model.features)
-        else:
-            target = _trainable(wrap(build_network(model, out_channels), mode.qpg))
-            feats = light_features(model, out_channels, target)
-        return build_network(model, out_channels, feats)
-    network = build_network(model, out_channels)
-    if mode.name == "classical":
+    network = build_network(model, out_channels, network_features(model, mode, out_channels))
+    if mode.name in ("classical", "light"):
         return network
     return wrap(network, {"qpg": mode.qpg, "lora": mode.lora, "lowrank": mode.lowrank}[mode.name])

@@ -1,0 +1,1 @@
+"""Inference outputs: predicted label maps exported for treatment-planning systems."""
