@@ -79,6 +79,18 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
                         help="(default: %(default)s)")
     export.add_argument("-o", "--output", default=None, metavar="DIR", help="(default: RUN/export-FORMAT)")
     export.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
+    predict = commands.add_parser("predict", help="label new patients: NIfTI on the input grid, DICOM RTSTRUCT",
+                                  description="Predict a NIfTI file, a folder of NIfTI images (e.g. imagesTs) or a "
+                                  "DICOM CT series with a run folder or an exported model. Writes <case>.nii.gz on "
+                                  "the input's grid, <case>_RTSTRUCT.dcm for DICOM input, volumes.csv, overlays/ "
+                                  "and predict.log.")
+    predict.add_argument("model", metavar="MODEL", help="run folder or export folder (hqctf-model.json)")
+    predict.add_argument("-i", "--input", required=True, metavar="INPUT", help="NIfTI file or folder, or DICOM folder")
+    predict.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (not inside INPUT)")
+    predict.add_argument("--overwrite", action="store_true", help="replace results already in OUTDIR")
+    predict.add_argument("--no-rtstruct", action="store_true", help="DICOM input: skip the RTSTRUCT")
+    predict.add_argument("--checkpoint", default="best", choices=("best", "last"), help="run folders: (default: %(default)s)")
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _relaunch(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -103,6 +115,13 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from .train.evaluate import compare_runs, markdown_table
 
         print(markdown_table(compare_runs(args.runs, split=args.split)), end="")
+        return 0
+    if args.command == "predict":
+        from .infer.predict import predict_folder
+
+        rows = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
+                              rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint)
+        print(f"wrote {len({r['case'] for r in rows})} case(s) to {args.output}; volumes in {args.output}/volumes.csv")
         return 0
     if args.command == "export":
         from .infer.export import export_run
@@ -241,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hqctf`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if args.command in ("train", "evaluate", "compare", "export"):
+    if args.command in ("train", "evaluate", "compare", "export", "predict"):
         from .data.errors import DataError
         from .train.config import ConfigError
 

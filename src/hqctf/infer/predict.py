@@ -1,0 +1,205 @@
+"""``hqctf predict``: label new patients with a run or an exported model, on each input's own grid.
+
+Each case is preprocessed as in training, predicted with sliding windows, and the label map is resampled
+(nearest) back to the input's original grid through the world coordinates of both grids, which undoes the
+reorientation, body crop and resampling at once. Outputs per case: ``<case>.nii.gz`` on the input file's grid,
+for DICOM input ``<case>_RTSTRUCT.dcm`` referencing the CT series, ``overlays/<case>.png``; plus ``volumes.csv``
+and ``predict.log`` for the whole batch. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+import torch
+from monai.data import MetaTensor
+from monai.transforms import SpatialResample
+from rich.progress import track
+from torch import nn
+
+from ..atomic import write_atomic
+from ..data.case import Case
+from ..data.dicom import DicomSource
+from ..data.errors import DataError
+from ..data.formats import detect_format
+from ..data.nifti import write_nifti
+from ..data.nifti_pairs import NiftiPairSource
+from ..data.nnunet import NnUNetSource
+from ..data.preprocess import PreprocessConfig, preprocess
+from ..data.source import Source
+from ..train.config import ConfigError
+from ..train.figures import overlay_png
+from ..train.validate import predict_volume
+from .export import MODEL_JSON, load_run, read_model_json
+
+
+class _OnnxNet(nn.Module):
+    """An onnxruntime session behind the nn.Module call interface used by sliding-window inference."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"image": x.detach().cpu().numpy()})[0])
+
+
+def _rebuild(meta: dict[str, Any], folder: Path) -> nn.Module:
+    import importlib
+
+    arch = meta["architecture"]
+    cls = getattr(importlib.import_module(arch["module"]), arch["class"])
+    net = cls(spatial_dims=arch["spatial_dims"], in_channels=arch["in_channels"], out_channels=arch["out_channels"],
+              features=tuple(arch["features"]), dropout=arch["dropout"])
+    for name in arch["identity_children"]:
+        setattr(net, name, nn.Identity())
+    net.load_state_dict(torch.load(folder / meta["file"], map_location="cpu"))
+    return net
+
+
+@dataclass
+class Segmenter:
+    """A trained network with what it needs to label a new case.
+
+    Args:
+        net: returns logits (or a list of heads) for a batch of preprocessed windows.
+        labels: label value -> structure name.
+        preprocess: the training run's preprocessing.
+        spatial_dims: 2 (slice-wise) or 3.
+        patch_size: sliding-window size.
+        overlap: sliding-window overlap.
+    """
+
+    net: nn.Module
+    labels: dict[int, str]
+    preprocess: PreprocessConfig
+    spatial_dims: int
+    patch_size: tuple[int, ...]
+    overlap: float = 0.25
+
+    @classmethod
+    def load(cls, path: str | Path, checkpoint: str = "best") -> "Segmenter":
+        """From a run folder (``config.yaml`` + checkpoint; generators merged) or an export (``hqctf-model.json``)."""
+        path = Path(path)
+        if (path / MODEL_JSON).is_file() or path.name == MODEL_JSON:
+            folder = path if path.is_dir() else path.parent
+            meta = read_model_json(folder)
+            fmt = meta["format"]
+            net = (torch.jit.load(str(folder / meta["file"]), map_location="cpu") if fmt == "torchscript"
+                   else _OnnxNet(folder / meta["file"]) if fmt == "onnx" else _rebuild(meta, folder))
+            pre = meta["preprocess"]
+            config = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
+            return cls(net, {int(k): v for k, v in meta["labels"].items()}, config, meta["spatial_dims"],
+                       tuple(meta["patch_size"]), meta["overlap"])
+        if (path / "config.yaml").is_file():
+            net, config, labels = load_run(path, checkpoint)
+            return cls(net, labels, config.data.preprocess, config.model.spatial_dims, tuple(config.data.patch_size),
+                       config.validation.overlap)
+        raise ConfigError(f"{path}: neither a run folder (config.yaml) nor an exported model ({MODEL_JSON})")
+
+    def predict(self, case: Case, grid: tuple[np.ndarray, tuple[int, ...]] | None = None) -> np.ndarray:
+        """uint8 label map of ``case`` on ``grid`` (affine, shape); default: the case's own grid."""
+        prepared = preprocess(case, self.preprocess)
+        label = predict_volume(self.net, prepared.image, self.spatial_dims, self.patch_size, self.overlap)
+        affine, shape = grid if grid is not None else (case.affine, case.image.shape)
+        return resample_label(label, prepared.affine, affine, shape)
+
+
+def resample_label(label: np.ndarray, affine: np.ndarray, target_affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-neighbour resampling of a label map onto another grid of the same world (0 outside the source)."""
+    source = MetaTensor(torch.from_numpy(np.ascontiguousarray(label, dtype=np.float32))[None],
+                        affine=torch.as_tensor(affine, dtype=torch.float64))
+    out = SpatialResample(dtype=torch.float64)(source, dst_affine=torch.as_tensor(target_affine, dtype=torch.float64),
+                                               spatial_size=tuple(int(s) for s in shape), mode="nearest",
+                                               padding_mode="zeros")
+    return np.asarray(out[0].numpy()).round().astype(np.uint8)
+
+
+def open_input(path: str | Path) -> Source:
+    """The cases to predict: a NIfTI file, a folder of NIfTI images (e.g. nnU-Net ``imagesTs``), or DICOM CT."""
+    path = Path(path)
+    if path.is_dir() and (path / "dataset.json").is_file():
+        return NnUNetSource(path, split="Ts")
+    if path.is_file() or (path.is_dir() and any(path.glob("*.nii*"))):
+        files = [path] if path.is_file() else sorted(path.glob("*.nii*"))
+        return NiftiPairSource([(f, None) for f in files], labels={}, root=path if path.is_dir() else path.parent)
+    if detect_format(path) == "dicom":
+        return DicomSource(path)
+    raise DataError(f"{path}: expected a NIfTI file, a folder of NIfTI images or a DICOM CT series folder")
+
+
+def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
+    out, inputs = out.resolve(), inputs.resolve()
+    base = inputs if inputs.is_dir() else inputs.parent
+    if out == base or base in out.parents:
+        raise DataError(f"{out}: output folder is inside the input {base}; choose another -o")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DataError(f"{out}: output folder already holds files; use --overwrite to replace them")
+
+
+def _view(array: np.ndarray, z: int) -> np.ndarray:
+    return np.asarray(array[:, :, z]).T[::-1]  # radiological view: anterior up, patient left on the right
+
+
+def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, overwrite: bool = False,
+                   rtstruct: bool = True, progress: bool = True, checkpoint: str = "best") -> list[dict[str, Any]]:
+    """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure, cc).
+
+    Raises:
+        DataError: bad input (named file, one line) or an output folder inside the input / holding results.
+    """
+    out, inputs = Path(out_dir), Path(inputs)
+    _check_output(out, inputs, overwrite)
+    segmenter = Segmenter.load(model, checkpoint)
+    source = open_input(inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    log_lines: list[str] = []
+    rows: list[dict[str, Any]] = []
+    names = segmenter.labels
+    for case_id in track(source.case_ids(), description="predicting", disable=not progress):
+        case = source.read(case_id)
+        grid = None
+        if isinstance(source, (NiftiPairSource, NnUNetSource)):
+            header = nib.load(case.sources[0])  # the file's own grid, before any axis reordering
+            grid = (np.asarray(header.affine, dtype=np.float64), tuple(header.shape[:3]))
+        label = segmenter.predict(case, grid)
+        affine = grid[0] if grid else case.affine
+        write_nifti(out / f"{case_id}.nii.gz", label, affine)
+        voxel_cc = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
+        counts = np.bincount(label.ravel(), minlength=max(names, default=0) + 1)
+        for value, name in sorted(names.items()):
+            rows.append({"case": case_id, "structure": name, "volume_cc": round(float(counts[value]) * voxel_cc, 3)})
+            if counts[value] == 0:
+                log_lines.append(f"{case_id}: {name} empty (no voxel predicted)")
+        if rtstruct and isinstance(source, DicomSource):
+            from .rtstruct import write_rtstruct
+
+            ct_files = [p for p in source.files(case_id) if p.suffix.lower() == ".dcm" or p.is_file()]
+            ct_files = [p for p in ct_files if p not in case.sources[1:]]
+            empty = write_rtstruct(label, ct_files, names, out / f"{case_id}_RTSTRUCT.dcm")
+            for name in empty:
+                log_lines.append(f"{case_id}: RTSTRUCT ROI {name} has no contour (empty prediction; still a valid "
+                                 "RTSTRUCT)")
+        if label.any():
+            z = int(np.argmax(label.reshape(-1, label.shape[2]).astype(bool).sum(0)))
+            hu = np.clip(np.asarray(case.image if grid is None else nib.load(case.sources[0]).get_fdata()), -160, 240)
+            png = overlay_png(_view(hu, z), {"prediction": _view(label, z)}, ["background", *[names[v] for v in sorted(names)]],
+                              title=f"{case_id}, slice {z}")
+            write_atomic(out / "overlays" / f"{case_id}.png", png)
+        volumes = ", ".join(f"{r['structure']} {r['volume_cc']} cc" for r in rows if r["case"] == case_id)
+        log_lines.append(f"{case_id}: wrote {case_id}.nii.gz ({volumes})")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["case", "structure", "volume_cc"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(out / "volumes.csv", text.getvalue())
+    write_atomic(out / "predict.log", "\n".join(log_lines) + "\n")
+    return rows

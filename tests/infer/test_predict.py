@@ -1,0 +1,87 @@
+"""``hqctf predict`` on NIfTI input: outputs on the input file's own grid, refusals, exported models."""
+
+import hashlib
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from hqctf.cli import main
+from hqctf.data.nifti import read_nifti
+from hqctf.infer.predict import Segmenter, resample_label
+from hqctf.train.config import load_config
+from hqctf.train.trainer import train_run
+
+
+@pytest.fixture(scope="module")
+def run(tiny_dataset, tiny_overrides, tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    train_run(load_config(None, tiny_overrides(tiny_dataset, root / "run", root / "cache", "qpg",
+                                               **{"optim.epochs": 1})), progress=False)
+    return root / "run"
+
+
+@pytest.fixture
+def inputs(tiny_dataset, tmp_path):
+    """Two CT files: one as stored, one with the axes permuted and flipped (KiTS19-style affine)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image, affine = read_nifti(tiny_dataset / "imagesTr" / "pt_4_0000.nii.gz")
+    nib.save(nib.Nifti1Image(image, affine), folder / "plain.nii.gz")
+    permuted = np.flip(np.transpose(image, (2, 1, 0)), axis=1)
+    perm = np.zeros((4, 4))
+    perm[:3, :3] = affine[:3, :3][:, [2, 1, 0]]
+    perm[:3, 1] *= -1
+    perm[:3, 3] = affine[:3, :3] @ np.array([0, image.shape[1] - 1, 0]) + affine[:3, 3]
+    perm[3, 3] = 1
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(permuted), perm), folder / "permuted.nii.gz")
+    return folder
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+def test_outputs_are_on_each_input_grid(run, inputs, tmp_path):
+    before = _digest(inputs)
+    out = tmp_path / "out"
+    assert main(["predict", str(run), "-i", str(inputs), "-o", str(out), "--no-progress"]) == 0
+    assert _digest(inputs) == before
+    for name in ("plain", "permuted"):
+        source = nib.load(inputs / f"{name}.nii.gz")
+        result = nib.load(out / f"{name}.nii.gz")
+        assert result.shape == source.shape
+        np.testing.assert_allclose(result.affine, source.affine, atol=1e-4)
+    # the same prediction, seen through two storage orders, is the same in the world
+    plain = np.asarray(nib.load(out / "plain.nii.gz").dataobj)
+    permuted = np.asarray(nib.load(out / "permuted.nii.gz").dataobj)
+    np.testing.assert_array_equal(np.transpose(np.flip(permuted, axis=1), (2, 1, 0)), plain)
+    assert (out / "volumes.csv").read_text().startswith("case,structure,volume_cc")
+    assert (out / "predict.log").is_file()
+
+
+def test_refuses_output_inside_input_or_over_results(run, inputs, tmp_path, capsys):
+    assert main(["predict", str(run), "-i", str(inputs), "-o", str(inputs / "pred"), "--no-progress"]) == 2
+    assert "inside the input" in capsys.readouterr().err
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.nii.gz").write_bytes(b"x")
+    assert main(["predict", str(run), "-i", str(inputs), "-o", str(out), "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["predict", str(run), "-i", str(inputs), "-o", str(out), "--overwrite", "--no-progress"]) == 0
+    assert not list(out.glob(".*.tmp")) and not list(out.glob(".*nii.gz"))  # no partial files left
+
+
+def test_exported_model_predicts_like_the_run(run, inputs, tmp_path):
+    assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "exp")]) == 0
+    from hqctf.data.nifti_pairs import NiftiPairSource
+
+    case = NiftiPairSource([(inputs / "plain.nii.gz", None)], labels={}).read("plain")
+    np.testing.assert_array_equal(Segmenter.load(tmp_path / "exp").predict(case), Segmenter.load(run).predict(case))
+
+
+def test_resample_label_round_trip_identity():
+    label = np.zeros((6, 5, 4), np.uint8)
+    label[1:4, 2:4, 1:3] = 3
+    affine = np.diag([2.0, 1.5, 3.0, 1.0])
+    np.testing.assert_array_equal(resample_label(label, affine, affine, label.shape), label)
