@@ -50,7 +50,8 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
                                 "metrics.csv, last.pt/best.pt, curves.png, overlays/, tensorboard/, train.log and "
                                 "summary.json into the run folder (config key 'out'). Under torchrun every process "
                                 "joins one DistributedDataParallel run.")
-    train.add_argument("config", nargs="?", default=None, metavar="CONFIG.yaml", help="training config")
+    train.add_argument("config", nargs="?", default=None, metavar="CONFIG",
+                       help="YAML file, or a bundled config: openkbp-2d, openkbp-3d, ibsi-sarcoma-2d, kits19-png-2d")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, repeatable (e.g. --set mode.name=qpg --set optim.epochs=5)")
     train.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder from last.pt")
@@ -147,7 +148,9 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     else:
         if args.config is None:
             raise SystemExit("hqctf train: error: give CONFIG.yaml or --resume RUN")
-        config = load_config(args.config, args.overrides)
+        from .train.bundled import resolve_config_path
+
+        config = load_config(resolve_config_path(args.config), args.overrides)
     summary = train_run(config, resume=bool(args.resume), progress=not args.no_progress)
     print(f"{config.out}: best {summary['best_metric']} {abs(summary['best_score']):.4f} at epoch "
           f"{summary['best_epoch']}; trainable {summary['trainable_parameters']:,} of {summary['total_parameters']:,}")

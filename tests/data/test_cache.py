@@ -104,11 +104,19 @@ def test_changed_file_invalidates_that_case_only(source, tmp_path):
         cache.get("pt_4")
 
 
+def test_same_case_ids_of_two_datasets_do_not_collide(source, tmp_path):
+    other = tmp_path / "copy" / source.root.name
+    shutil.copytree(source.root, other)
+    a = CaseCache(tmp_path / "cache", source, CONFIG)
+    b = CaseCache(tmp_path / "cache", type(source)(other), CONFIG)
+    assert a.folder != b.folder and a.folder.name == b.folder.name
+
+
 def test_different_config_gets_its_own_folder(source, tmp_path):
     a = CaseCache(tmp_path / "cache", source, CONFIG)
     b = CaseCache(tmp_path / "cache", source, PreprocessConfig(spacing=(5.0, 5.0, 5.0), margin_mm=5.0))
     assert a.folder != b.folder and a.folder.parent == b.folder.parent
-    assert a.folder.name == CONFIG.key()
+    assert a.folder.name == CONFIG.key() and a.folder.parent.parent == tmp_path / "cache"
     a.get("pt_4")
     assert b.get("pt_4").spacing == pytest.approx((5.0, 5.0, 5.0))
     assert source.reads == ["pt_4", "pt_4"]

@@ -1,6 +1,7 @@
 """On-disk cache of preprocessed cases: one ``.npy`` per array, memory-mapped on read, keyed by config and files.
 
-Layout: ``cache_dir/<config.key()>/`` holds ``config.json`` (the settings, for people), ``manifest.json`` and
+Layout: ``cache_dir/<dataset>-<hash of its resolved path>/<config.key()>/`` (so datasets with the same case ids
+never share entries) holds ``config.json`` (the settings, for people), ``manifest.json`` and
 ``<case>.image.npy`` / ``<case>.label.npy``. Arrays are stored in Fortran order, so an axial slice
 ``[:, :, z]`` is one contiguous block of the file and a 2D sampler reads only the slices it uses. The
 manifest records per case the fingerprints (path, size, mtime_ns) of ``source.files(case_id)``, the arrays'
@@ -69,7 +70,9 @@ class CaseCache:
     def __init__(self, cache_dir: str | Path, source: Source, config: PreprocessConfig) -> None:
         self.source = source
         self.config = config
-        self.folder = Path(cache_dir) / config.key()
+        root = Path(source.root).resolve()
+        dataset = f"{_stem(root.name)}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
+        self.folder = Path(cache_dir) / dataset / config.key()
         self.folder.mkdir(parents=True, exist_ok=True)
         settings = self.folder / "config.json"
         if not settings.is_file():

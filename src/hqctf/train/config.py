@@ -220,12 +220,19 @@ def apply_overrides(values: dict[str, Any], overrides: Sequence[str]) -> dict[st
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(text)
+        try:
+            node[parts[-1]] = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
     return values
 
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML config (None: defaults), apply overrides, validate. Relative ``data.path`` resolves against the file."""
+    """Read a YAML config (None: defaults), apply overrides, validate.
+
+    Relative paths (``data.path``, ``data.cache``, ``out``) are relative to the working directory; the trainer
+    saves them made absolute in the run's ``config.yaml``, so resume and evaluate work from anywhere.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)

@@ -11,6 +11,7 @@ import random
 import resource
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,9 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, resume: bool = False, progress: bool = True) -> None:
+        config = replace(config, out=str(Path(config.out).absolute()),
+                         data=replace(config.data, path=str(Path(config.data.path).absolute()),
+                                      cache=str(Path(config.data.cache).absolute())))
         self.config, self.resume, self.show_progress = config, resume, progress
         self.world: World = setup(config.device)
         self.run = Path(config.out)

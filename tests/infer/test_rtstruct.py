@@ -1,0 +1,270 @@
+"""`write_rtstruct` on a real IBSI CT series: round trip through the project's reader and through rt-utils,
+the mandatory RTSTRUCT attributes and references, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from hqctf.data.dicom import LPS_TO_RAS, DicomSource
+from hqctf.infer import rtstruct
+from hqctf.infer.rtstruct import RT_STRUCTURE_SET_STORAGE, write_rtstruct
+
+# The IBSI CT's StudyID has 17 characters (SH allows 16); the RTSTRUCT copies it as it is.
+pytestmark = pytest.mark.filterwarnings("ignore:The value length:UserWarning")
+
+CASE = "STS_019"  # 47 slices of 134 rows x 136 columns
+#: The reader's GTV plus synthetic structures: a ring with a hole (and an island in the hole on one slice), two
+#: islands on one slice (one cut by the image edge), and a structure left empty.
+NAMES = {1: "GTV_Mass", 2: "Parotid_L", 3: "ptv_boost", 4: "Brainstem"}
+FILLED = {1: "GTV_Mass", 2: "Parotid_L", 3: "ptv_boost"}
+RING_SLICES, HOLE_ISLAND_SLICE, ISLANDS_SLICE = range(5, 10), 7, 20
+
+MANDATORY = {  # sequence path ("" = top level) -> keywords every item must hold
+    "": ("SpecificCharacterSet", "InstanceCreationDate", "InstanceCreationTime", "SOPClassUID", "SOPInstanceUID",
+         "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate", "StudyTime",
+         "ReferringPhysicianName", "StudyID", "AccessionNumber", "Modality", "SeriesInstanceUID", "SeriesNumber",
+         "OperatorsName", "Manufacturer", "FrameOfReferenceUID", "StructureSetLabel", "StructureSetDate",
+         "StructureSetTime", "ReferencedFrameOfReferenceSequence", "StructureSetROISequence", "ROIContourSequence",
+         "RTROIObservationsSequence"),
+    "ReferencedFrameOfReferenceSequence": ("FrameOfReferenceUID", "RTReferencedStudySequence"),
+    "ReferencedFrameOfReferenceSequence.RTReferencedStudySequence": (
+        "ReferencedSOPClassUID", "ReferencedSOPInstanceUID", "RTReferencedSeriesSequence"),
+    "ReferencedFrameOfReferenceSequence.RTReferencedStudySequence.RTReferencedSeriesSequence": (
+        "SeriesInstanceUID", "ContourImageSequence"),
+    "ReferencedFrameOfReferenceSequence.RTReferencedStudySequence.RTReferencedSeriesSequence.ContourImageSequence": (
+        "ReferencedSOPClassUID", "ReferencedSOPInstanceUID"),
+    "StructureSetROISequence": ("ROINumber", "ReferencedFrameOfReferenceUID", "ROIName", "ROIGenerationAlgorithm"),
+    "ROIContourSequence": ("ROIDisplayColor", "ReferencedROINumber"),
+    "ROIContourSequence.ContourSequence": (
+        "ContourImageSequence", "ContourGeometricType", "NumberOfContourPoints", "ContourData"),
+    "ROIContourSequence.ContourSequence.ContourImageSequence": ("ReferencedSOPClassUID", "ReferencedSOPInstanceUID"),
+    "RTROIObservationsSequence": ("ObservationNumber", "ReferencedROINumber", "RTROIInterpretedType", "ROIInterpreter"),
+}
+
+
+@dataclass(frozen=True)
+class Written:
+    """The RTSTRUCT written beside a copy of the CT series, and what went in."""
+
+    root: Path
+    ct_files: list[Path]
+    label: np.ndarray
+    path: Path
+    empty: list[str]
+
+
+@pytest.fixture(scope="module")
+def written(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Written:
+    source = shared_data / "ibsi_dicom" / CASE
+    gtv = DicomSource(source, labels={1: "GTV_Mass_CT"}).read(CASE).label
+    root = tmp_path_factory.mktemp("rtstruct") / CASE
+    shutil.copytree(source / "CT" / "image", root / "image")
+    ct_files = sorted((root / "image").glob("*.dcm"))
+    label = _synthetic(gtv)
+    path = root / "RS_hqctf.dcm"
+    empty = write_rtstruct(label, ct_files, NAMES, path)
+    return Written(root, ct_files, label, path, empty)
+
+
+@pytest.fixture(scope="module")
+def ds(written: Written) -> Dataset:
+    return pydicom.dcmread(written.path)
+
+
+@pytest.fixture(scope="module")
+def ct(written: Written) -> list[Dataset]:
+    return [pydicom.dcmread(p, stop_before_pixels=True) for p in written.ct_files]
+
+
+def _synthetic(gtv: np.ndarray) -> np.ndarray:
+    """The reader's GTV (X 52..83, Y 52..81) as value 1, with structures 2 and 3 drawn away from it."""
+    label = gtv.copy()
+    x, y = np.meshgrid(np.arange(label.shape[0]), np.arange(label.shape[1]), indexing="ij")
+
+    def disk(cx: int, cy: int, r: float) -> np.ndarray:
+        return (x - cx) ** 2 + (y - cy) ** 2 <= r**2
+
+    for k in RING_SLICES:
+        label[:, :, k][disk(25, 25, 12) & ~disk(25, 25, 5)] = 2
+    label[:, :, HOLE_ISLAND_SLICE][disk(25, 25, 2)] = 2
+    label[:, :, ISLANDS_SLICE][disk(100, 110, 6) | disk(118, 2, 4)] = 3  # the second is cut by row 0
+    assert not np.any(label[..., [k for k in range(label.shape[2]) if k not in (*RING_SLICES, ISLANDS_SLICE)]] > 1)
+    return label
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float(np.count_nonzero(a & b)) / float(np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def _items(ds: Dataset, path: str) -> list[Dataset]:
+    """All items reached along a dotted sequence path ("" = the dataset itself)."""
+    items = [ds]
+    for keyword in filter(None, path.split(".")):
+        items = [item for parent in items for item in parent.get(keyword, [])]
+    return items
+
+
+def test_reader_gets_the_label_back(written: Written) -> None:
+    back = DicomSource(written.root, labels=FILLED).read(CASE)
+    for value in FILLED:
+        assert _dice(written.label == value, back.label == value) >= 0.98, FILLED[value]
+    np.testing.assert_array_equal(back.label, written.label)  # voxel for voxel, in fact
+
+
+def test_rt_utils_gets_the_label_back(written: Written) -> None:
+    from rt_utils import RTStructBuilder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rt = RTStructBuilder.create_from(dicom_series_path=str(written.root / "image"),
+                                         rt_struct_path=str(written.path))
+    shape = written.label.shape
+    # rt-utils 1.2.7 allocates (Columns, Rows, slices) but fills it as [row, column, slice] (OpenCV order), so only
+    # the first min(rows, columns) rows and columns are usable; the structures here all lie inside them.
+    usable = min(shape[:2])
+    assert not np.any(written.label[usable:, :, :]) and not np.any(written.label[:, usable:, :])
+    # Map rt-utils' slices to the reader's by ImagePositionPatient, not by trusting both to sort alike.
+    lps = LPS_TO_RAS @ DicomSource(written.root, labels=FILLED).read(CASE).affine
+    reader_z = lps[:3, 3] + np.outer(np.arange(shape[2]), lps[:3, 2])
+    order = [int(np.argmin(np.linalg.norm(reader_z - np.array(s.ImagePositionPatient, dtype=float), axis=1)))
+             for s in rt.series_data]
+    assert sorted(order) == list(range(shape[2]))
+    for value, name in FILLED.items():
+        mask = rt.get_roi_mask_by_name(name)
+        theirs = np.zeros(shape, dtype=bool)
+        theirs[:usable, :usable, order] = mask[:usable, :usable, :].transpose(1, 0, 2)
+        assert _dice(written.label == value, theirs) >= 0.98, name
+        np.testing.assert_array_equal(theirs, written.label == value)  # voxel for voxel, in fact
+
+
+@pytest.mark.parametrize("path", MANDATORY)
+def test_mandatory_attributes(ds: Dataset, path: str) -> None:
+    items = _items(ds, path)
+    assert items, f"no items at {path or 'top level'}"
+    for keyword in MANDATORY[path]:
+        assert all(keyword in item for item in items), f"{path or 'top level'}: {keyword} missing"
+
+
+def test_file_meta_and_identity(ds: Dataset, ct: list[Dataset]) -> None:
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert ds.SOPClassUID == ds.file_meta.MediaStorageSOPClassUID == RT_STRUCTURE_SET_STORAGE
+    assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+    assert ds.Modality == "RTSTRUCT" and ds.Manufacturer == "hqctf"
+    assert ds.SeriesInstanceUID != ct[0].SeriesInstanceUID
+    assert ds.SOPInstanceUID not in {c.SOPInstanceUID for c in ct}
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyDate",
+                    "StudyTime", "StudyID", "AccessionNumber", "FrameOfReferenceUID"):
+        assert ds[keyword].value == ct[0][keyword].value, keyword
+    assert [r.ROIGenerationAlgorithm for r in ds.StructureSetROISequence] == ["AUTOMATIC"] * len(NAMES)
+
+
+def test_references_the_ct_series(ds: Dataset, ct: list[Dataset]) -> None:
+    frame = ds.ReferencedFrameOfReferenceSequence[0]
+    study = frame.RTReferencedStudySequence[0]
+    series = study.RTReferencedSeriesSequence[0]
+    assert frame.FrameOfReferenceUID == ct[0].FrameOfReferenceUID
+    assert {r.ReferencedFrameOfReferenceUID for r in ds.StructureSetROISequence} == {ct[0].FrameOfReferenceUID}
+    assert study.ReferencedSOPInstanceUID == ct[0].StudyInstanceUID
+    assert series.SeriesInstanceUID == ct[0].SeriesInstanceUID
+    listed = [(i.ReferencedSOPClassUID, i.ReferencedSOPInstanceUID) for i in series.ContourImageSequence]
+    assert sorted(listed) == sorted((c.SOPClassUID, c.SOPInstanceUID) for c in ct)
+    z_of = {c.SOPInstanceUID: float(c.ImagePositionPatient[2]) for c in ct}  # axial series: the normal is +z
+    for contour in _items(ds, "ROIContourSequence.ContourSequence"):
+        (image,) = contour.ContourImageSequence
+        points = np.array(contour.ContourData, dtype=float).reshape(-1, 3)
+        assert len(points) == contour.NumberOfContourPoints >= 3
+        np.testing.assert_allclose(points[:, 2], z_of[image.ReferencedSOPInstanceUID], atol=1e-3)
+
+
+def test_contour_data_fits_decimal_strings(written: Written) -> None:
+    ds = pydicom.dcmread(written.path)
+    contours = _items(ds, "ROIContourSequence.ContourSequence")
+    assert contours
+    for contour in contours:
+        raw = contour.get_item("ContourData").value
+        values = raw.split(b"\\") if isinstance(raw, bytes) else [str(v).encode() for v in raw]
+        assert max(len(v) for v in values) <= 16
+
+
+def test_topology_and_interpreted_types(ds: Dataset, ct: list[Dataset]) -> None:
+    types = {o.ReferencedROINumber: o.RTROIInterpretedType for o in ds.RTROIObservationsSequence}
+    assert types == {1: "GTV", 2: "ORGAN", 3: "PTV", 4: "ORGAN"}
+    assert all(o.ROIInterpreter == "" for o in ds.RTROIObservationsSequence)
+    z_to_slice = {round(z, 2): k for k, z in enumerate(sorted(float(c.ImagePositionPatient[2]) for c in ct))}
+    per_slice: dict[tuple[int, int], int] = {}
+    for roi in ds.ROIContourSequence:
+        for contour in roi.get("ContourSequence", []):
+            key = (int(roi.ReferencedROINumber), z_to_slice[round(float(contour.ContourData[2]), 2)])
+            per_slice[key] = per_slice.get(key, 0) + 1
+    assert [per_slice[(2, k)] for k in RING_SLICES] == [3 if k == HOLE_ISLAND_SLICE else 2 for k in RING_SLICES]
+    assert per_slice[(3, ISLANDS_SLICE)] == 2
+
+
+def test_empty_structure_is_listed_and_returned(written: Written, ds: Dataset) -> None:
+    assert written.empty == ["Brainstem"]
+    assert [r.ROIName for r in ds.StructureSetROISequence] == list(NAMES.values())
+    rois = {r.ReferencedROINumber: r for r in ds.ROIContourSequence}
+    assert sorted(rois) == [1, 2, 3, 4]
+    assert "ContourSequence" not in rois[4] and all("ContourSequence" in rois[v] for v in FILLED)
+
+
+def test_colour_and_type_overrides(written: Written, tmp_path: Path) -> None:
+    out = tmp_path / "RS.dcm"
+    write_rtstruct(written.label, written.ct_files, NAMES, out, series_description="second opinion",
+                   colours={2: (1, 2, 3)}, interpreted_types={1: "CTV", 4: "AVOIDANCE"})
+    ds = pydicom.dcmread(out)
+    assert ds.SeriesDescription == "second opinion"
+    assert list(ds.ROIContourSequence[1].ROIDisplayColor) == [1, 2, 3]
+    colours = [tuple(r.ROIDisplayColor) for r in ds.ROIContourSequence]
+    assert len(set(colours)) == len(colours)
+    types = [o.RTROIInterpretedType for o in ds.RTROIObservationsSequence]
+    assert types == ["CTV", "ORGAN", "PTV", "AVOIDANCE"]
+
+
+@pytest.fixture()
+def out_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def test_label_shape_mismatch_names_the_shape(written: Written, out_dir: Path) -> None:
+    with pytest.raises(ValueError, match=r"label shape \(136, 134, 46\) does not match .*\(136, 134, 47\)"):
+        write_rtstruct(written.label[:, :, 1:], written.ct_files, NAMES, out_dir / "RS.dcm")
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("structures, match", [
+    ({1: "GTV_Mass", 2: "Parotid_L"}, r"label values \[3\] are not in structures"),
+    ({1: "GTV_Mass", 2: "GTV_Mass", 3: "ptv_boost"}, "unique names"),
+])
+def test_bad_structures(written: Written, out_dir: Path, structures: dict[int, str], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        write_rtstruct(written.label, written.ct_files, structures, out_dir / "RS.dcm")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_files_of_two_series_are_refused(written: Written, shared_data: Path, out_dir: Path) -> None:
+    other = sorted((shared_data / "ibsi_dicom" / "STS_008" / "CT" / "image").glob("*.dcm"))
+    with pytest.raises(ValueError, match="2 series"):
+        write_rtstruct(written.label, written.ct_files + other, NAMES, out_dir / "RS.dcm")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_failed_write_leaves_no_file(written: Written, out_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(path: Path, *args: object, **kwargs: object) -> None:
+        Path(path).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rtstruct.pydicom, "dcmwrite", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_rtstruct(written.label, written.ct_files, NAMES, out_dir / "RS.dcm")
+    assert list(out_dir.iterdir()) == []
