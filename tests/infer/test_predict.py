@@ -85,3 +85,33 @@ def test_resample_label_round_trip_identity():
     label[1:4, 2:4, 1:3] = 3
     affine = np.diag([2.0, 1.5, 3.0, 1.0])
     np.testing.assert_array_equal(resample_label(label, affine, affine, label.shape), label)
+
+
+def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_path):
+    """A DICOM CT series: the RTSTRUCT references the series and rasterises back to the predicted NIfTI."""
+    import shutil
+
+    import pydicom
+
+    from hqctf.data.dicom import DicomSource
+
+    series = tmp_path / "STS_019"
+    shutil.copytree(shared_data / "ibsi_dicom" / "STS_019" / "CT" / "image", series)  # CT only, no RTSTRUCT
+    out = tmp_path / "out"
+    assert main(["predict", str(run), "-i", str(series), "-o", str(out), "--no-progress"]) == 0
+    rs = pydicom.dcmread(out / "STS_019_RTSTRUCT.dcm")
+    ct = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True)
+    referenced = rs.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == ct.SeriesInstanceUID
+    assert rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == ct.FrameOfReferenceUID
+    predicted = np.asarray(nib.load(out / "STS_019.nii.gz").dataobj)
+    shutil.copy(out / "STS_019_RTSTRUCT.dcm", series)
+    names = {int(r.ROINumber): str(r.ROIName) for r in rs.StructureSetROISequence}
+    back = DicomSource(series, labels=names, missing="unknown").read("STS_019")
+    log = (out / "predict.log").read_text()
+    for value, name in names.items():
+        mine, theirs = predicted == value, np.asarray(back.label) == value
+        if mine.any():
+            assert 2 * (mine & theirs).sum() / (mine.sum() + theirs.sum()) >= 0.98, name
+        else:
+            assert f"{name} has no contour" in log

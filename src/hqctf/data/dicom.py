@@ -84,8 +84,8 @@ class DicomSource(Source):
         labels: label value -> structure name. None: the sorted names of all non-empty ROIs / segments found,
             numbered 1..K, matched exactly; a case lacking one of them has it in ``case.unknown``.
         aliases: label name -> extra names or glob patterns for `match_structures`.
-        missing: a label with no matching ROI in a labelled case: ``"error"`` raises, ``"unknown"`` puts it in
-            ``case.unknown``.
+        missing: a label with no matching ROI (or only an empty one) in a labelled case: ``"error"`` raises,
+            ``"unknown"`` puts it in ``case.unknown``.
 
     Case ids are the first-level subfolder of ``root`` holding the series when there are several such folders
     (``ibsi_dicom/STS_008/...`` -> ``"STS_008"``), otherwise the name of ``root``; ``_<SeriesNumber>`` is
@@ -157,6 +157,8 @@ class DicomSource(Source):
                 found = match_structures(labels.names, self.labels, self.aliases)
             except DataError as exc:
                 raise DataError(f"{labels.path}: {exc}") from None
+            if self.missing == "unknown":  # an ROI without contours was not contoured either
+                found = {v: n if n in labels.filled else None for v, n in found.items()}
         absent = [v for v, n in found.items() if n is None]
         if absent and self.missing == "error" and not self._exact:
             kind = "ROI" if labels.modality == "RTSTRUCT" else "segment"
