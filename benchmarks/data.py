@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import resource
 import shlex
 import statistics
@@ -35,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import replace_section  # noqa: E402
+from report import machine, replace_section  # noqa: E402
 
 HEADING = "## Data pipeline (benchmarks/data.py)"
 DATASET = "Dataset001_OpenKBPOAR"
@@ -178,18 +177,6 @@ def bench_consumption(size: int, batch: int, steps: int, features: tuple[int, ..
     return dict(step_s=statistics.median(times), all_s=times, foreign=max(foreign))
 
 
-def _machine() -> dict:
-    from importlib.metadata import version
-
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    with open("/proc/meminfo") as f:
-        mem_kib = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
-    return dict(nproc=len(os.sched_getaffinity(0)), cpu=cpu, ram_gib=mem_kib / 2**20, torch=version("torch"),
-                monai=version("monai"), numpy=version("numpy"), python=platform.python_version())
-
-
 def render(pre: list[dict], loader: list[dict], step: dict, args: argparse.Namespace, command: str,
            data: str, machine: dict, wall: float, load: tuple[str, str], batch: int, size: int) -> str:
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -296,7 +283,7 @@ def main(argv: list[str] | None = None) -> None:
         del cases
     step = bench_consumption(size, batch, args.steps, features, args.seed, args.wait_idle)
     wall = time.perf_counter() - start
-    section = render(pre, loader, step, args, command, f"{len(ids)} cases of {data}", _machine(), wall,
+    section = render(pre, loader, step, args, command, f"{len(ids)} cases of {data}", machine(), wall,
                      (load_start, _load()), batch, size)
     print(section)
     if args.out is not None:
