@@ -273,6 +273,14 @@ def _mr(case: Path) -> Path:
     return slices[0]
 
 
+def _oblique(case: Path) -> Path:
+    slices = _slices(case)
+    c, s = np.cos(np.radians(10)), np.sin(np.radians(10))  # rotated 10 degrees about the patient's z axis
+    for path in slices:
+        _edit(path, ImageOrientationPatient=[c, s, 0.0, -s, c, 0.0])
+    return min(slices, key=lambda p: float(_load(p).ImagePositionPatient[2]))
+
+
 BAD_INPUTS: list[tuple[str, Callable[[Path], Path], dict[int, str], str]] = [
     ("missing ROI", lambda case: case / "CT" / "mask" / "RS.dcm", {1: "GTV_Mass", 2: "SpinalCord"},
      r"no ROI matches label\(s\) 'SpinalCord'; ROIs present: \['GTV_Mass_CT'\]"),
@@ -287,6 +295,7 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], Path], dict[int, str], str]] = [
     ("uneven spacing", _uneven, GTV["labels"], r"uneven slice spacing, found spacings \[1\.962, 3\.27, 4\.578\] mm"),
     ("duplicate slice", _duplicate, GTV["labels"], "duplicate slice position"),
     ("non-CT modality", _mr, GTV["labels"], "modality MR; hqctf reads CT"),
+    ("oblique series", _oblique, GTV["labels"], r"oblique ImageOrientationPatient \[0\.9848, 0\.1736"),
 ]
 
 

@@ -32,6 +32,8 @@ SPACING_TOLERANCE_REL = 0.01
 MISSING_SLICE_RATIO = 1.5
 #: Largest in-plane offset (mm) of a slice position from the line through the first slice along the normal.
 TILT_TOLERANCE_MM = 0.1
+#: Largest deviation of an ImageOrientationPatient direction cosine from 0 or +-1 (about 0.06 degrees).
+OBLIQUE_TOLERANCE = 1e-3
 #: RAS = diag(-1, -1, 1, 1) @ LPS.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -354,6 +356,9 @@ def _sorted_slices(slices: list[_Slice]) -> tuple[list[_Slice], np.ndarray]:
             raise DataError(f"{s.path}: slice size {s.size[0]}x{s.size[1]} differs from "
                             f"{first.size[0]}x{first.size[1]} in {first.path.name}")
     iop, pixel_spacing = np.array(first.orientation), np.array(first.pixel_spacing)
+    if np.max(np.abs(np.abs(iop) - np.round(np.abs(iop)))) > OBLIQUE_TOLERANCE:
+        raise DataError(f"{first.path}: oblique ImageOrientationPatient {[round(float(v), 4) for v in iop]}; hqctf reads "
+                        "axis-aligned series (reformat it to axial first)")
     normal = np.cross(iop[:3], iop[3:])
     order = sorted(slices, key=lambda s: float(np.dot(s.position, normal)))
     positions = np.array([s.position for s in order])
