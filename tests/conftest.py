@@ -67,3 +67,37 @@ def _tiny_overrides(dataset, out, cache, mode="classical", **extra):
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def _rt_utils_masks(series: Path, rtstruct: Path, lps: np.ndarray, shape: tuple[int, int, int],
+                    names: list[str]) -> tuple[dict, int]:
+    """ROIs ``names`` of an RTSTRUCT rasterised independently by rt-utils, in the reader's (X, Y, Z) layout
+    (rt-utils cannot rasterise an ROI without contours).
+
+    rt-utils 1.2.7 allocates (Columns, Rows, slices) but fills it as [row, column, slice], so only the first
+    min(rows, columns) rows and columns are usable; that bound is returned with the masks. Slices are matched to
+    the reader's by ImagePositionPatient.
+    """
+    import warnings
+
+    from rt_utils import RTStructBuilder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rt = RTStructBuilder.create_from(dicom_series_path=str(series), rt_struct_path=str(rtstruct))
+    usable = min(shape[:2])
+    reader_z = lps[:3, 3] + np.outer(np.arange(shape[2]), lps[:3, 2])
+    order = [int(np.argmin(np.linalg.norm(reader_z - np.array(s.ImagePositionPatient, dtype=float), axis=1)))
+             for s in rt.series_data]
+    masks = {}
+    for name in names:
+        mask = np.zeros(shape, dtype=bool)
+        mask[:usable, :usable, order] = rt.get_roi_mask_by_name(name)[:usable, :usable, :].transpose(1, 0, 2)
+        masks[name] = mask
+    return masks, usable
+
+
+@pytest.fixture(scope="session")
+def rt_utils_masks():
+    """Function (series folder, RTSTRUCT, reader LPS affine, shape, ROI names) -> ({name: mask}, usable rows/columns)."""
+    return _rt_utils_masks

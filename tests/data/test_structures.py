@@ -1,7 +1,7 @@
 import pytest
 
 from hqctf.data.errors import DataError
-from hqctf.data.structures import aliases_of, match_structures, normalise
+from hqctf.data.structures import aliases_of, match_structures, normalise, tg263_name
 
 
 @pytest.mark.parametrize(
@@ -31,3 +31,9 @@ def test_left_and_right_are_distinct():
 def test_ambiguous_match_is_an_error():
     with pytest.raises(DataError, match="matches several structures"):
         match_structures(["GTV_1", "GTV_2"], {1: "GTV"}, {"GTV": ["GTV_*"]})
+
+
+@pytest.mark.parametrize("name, primary", [("RightParotid", "Parotid_R"), ("Mandible", "Bone_Mandible"),
+                                           ("brain stem", "Brainstem"), ("GTV_Mass", "GTV_Mass")])
+def test_tg263_name(name, primary):
+    assert tg263_name(name) == primary

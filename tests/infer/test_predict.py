@@ -87,8 +87,9 @@ def test_resample_label_round_trip_identity():
     np.testing.assert_array_equal(resample_label(label, affine, affine, label.shape), label)
 
 
-def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_path):
-    """A DICOM CT series: the RTSTRUCT references the series and rasterises back to the predicted NIfTI."""
+def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_path, rt_utils_masks):
+    """A DICOM CT series: the RTSTRUCT references the series and rasterises back to the predicted NIfTI, through
+    our reader and independently through rt-utils."""
     import shutil
 
     import pydicom
@@ -105,13 +106,27 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     assert referenced.SeriesInstanceUID == ct.SeriesInstanceUID
     assert rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID == ct.FrameOfReferenceUID
     predicted = np.asarray(nib.load(out / "STS_019.nii.gz").dataobj)
-    shutil.copy(out / "STS_019_RTSTRUCT.dcm", series)
     names = {int(r.ROINumber): str(r.ROIName) for r in rs.StructureSetROISequence}
-    back = DicomSource(series, labels=names, missing="unknown").read("STS_019")
+    assert names[3] == "Parotid_R" and names[7] == "Bone_Mandible"  # OpenKBP names written as TG-263
+    assert {str(o.RTROIInterpretedType) for o in rs.RTROIObservationsSequence} == {"ORGAN"}
+    with_rs = tmp_path / "with_rs"
+    shutil.copytree(series, with_rs / "image")
+    shutil.copy(out / "STS_019_RTSTRUCT.dcm", with_rs)
+    back = DicomSource(with_rs, labels=names, missing="unknown").read("with_rs")
+    filled = [name for value, name in names.items() if (predicted == value).any()]
+    theirs_all, usable = rt_utils_masks(with_rs / "image", out / "STS_019_RTSTRUCT.dcm",
+                                        np.diag([-1.0, -1, 1, 1]) @ back.affine, predicted.shape, filled)
     log = (out / "predict.log").read_text()
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())  # noqa: E731
+    scored = 0
     for value, name in names.items():
-        mine, theirs = predicted == value, np.asarray(back.label) == value
+        mine = predicted == value
         if mine.any():
-            assert 2 * (mine & theirs).sum() / (mine.sum() + theirs.sum()) >= 0.98, name
+            assert dice(mine, np.asarray(back.label) == value) >= 0.98, name
+            square = mine[:usable, :usable]
+            if square.any():
+                assert dice(square, theirs_all[name][:usable, :usable]) >= 0.98, name
+                scored += 1
         else:
             assert f"{name} has no contour" in log
+    assert scored >= 1  # at least one structure was predicted and checked both ways

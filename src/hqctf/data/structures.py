@@ -55,6 +55,15 @@ def aliases_of(name: str) -> set[str]:
     return {key}
 
 
+def tg263_name(name: str) -> str:
+    """The TG-263 primary name of ``name`` when it is a known alias (``RightParotid`` -> ``Parotid_R``), else ``name``."""
+    key = normalise(name)
+    for primary, aliases in TG263_ALIASES.items():
+        if key in {normalise(primary), *(normalise(a) for a in aliases)}:
+            return primary
+    return name
+
+
 def _matches(roi: str, label_name: str, patterns: Sequence[str]) -> bool:
     if normalise(roi) in aliases_of(label_name):
         return True

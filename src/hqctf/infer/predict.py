@@ -33,6 +33,7 @@ from ..data.nifti_pairs import NiftiPairSource
 from ..data.nnunet import NnUNetSource
 from ..data.preprocess import PreprocessConfig, preprocess
 from ..data.source import Source
+from ..data.structures import tg263_name
 from ..train.config import ConfigError
 from ..train.figures import overlay_png
 from ..train.validate import predict_volume
@@ -184,7 +185,8 @@ def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, o
 
             ct_files = [p for p in source.files(case_id) if p.suffix.lower() == ".dcm" or p.is_file()]
             ct_files = [p for p in ct_files if p not in case.sources[1:]]
-            empty = write_rtstruct(label, ct_files, names, out / f"{case_id}_RTSTRUCT.dcm")
+            roi_names = {v: tg263_name(n) for v, n in names.items()}
+            empty = write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm")
             for name in empty:
                 log_lines.append(f"{case_id}: RTSTRUCT ROI {name} has no contour (empty prediction; still a valid "
                                  "RTSTRUCT)")
