@@ -43,7 +43,7 @@ _CONTOUR_DATA = 0x30060050
 
 
 @dataclass(frozen=True)
-class _Slice:
+class Slice:
     """Header fields of one image file, as indexed (geometry None where missing or malformed)."""
 
     path: Path
@@ -74,7 +74,7 @@ class _Series:
     """One image series (a case) and its label file, if any."""
 
     uid: str
-    slices: list[_Slice] = field(default_factory=list)
+    slices: list[Slice] = field(default_factory=list)
     labels: _LabelFile | None = None
 
 
@@ -127,7 +127,7 @@ class DicomSource(Source):
     def read(self, case_id: str) -> Case:
         """Read the CT volume in HU and rasterise its labels; raises a one-line `DataError` naming the file."""
         series = self._series(case_id)
-        slices, lps = _sorted_slices(series.slices)
+        slices, lps = sorted_slices(series.slices)
         image = _read_pixels(slices)
         label, unknown = None, frozenset[int]()
         sources: tuple[Path, ...] = (slices[0].path,)
@@ -189,7 +189,7 @@ def _index_series(root: Path) -> list[_Series]:
     sop_to_series: dict[str, str] = {}
     label_files: list[tuple[_LabelFile, list[str]]] = []
     for path in _walk(root):
-        ds = _read_header(path)
+        ds = read_header(path)
         if ds is None:
             continue
         modality = str(ds.Modality).upper()
@@ -199,7 +199,7 @@ def _index_series(root: Path) -> list[_Series]:
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"{path}: malformed {modality} header ({type(exc).__name__}: {exc})") from None
         elif modality not in _NOT_IMAGES and "Rows" in ds:
-            image = _image_slice(path, ds, modality)
+            image = image_slice(path, ds, modality)
             uid = str(ds.get("SeriesInstanceUID", ""))
             if not uid:
                 raise DataError(f"{path}: missing SeriesInstanceUID")
@@ -223,10 +223,10 @@ def _index_series(root: Path) -> list[_Series]:
     return found
 
 
-def _image_slice(path: Path, ds: Dataset, modality: str) -> _Slice:
+def image_slice(path: Path, ds: Dataset, modality: str) -> Slice:
     """Index one image file."""
     image_type = [str(t).upper() for t in ds.get("ImageType", [])]
-    return _Slice(
+    return Slice(
         path=path,
         sop_uid=str(ds.SOPInstanceUID),
         modality=modality,
@@ -281,7 +281,7 @@ def _walk(root: Path) -> Iterator[Path]:
             yield path
 
 
-def _read_header(path: Path) -> Dataset | None:
+def read_header(path: Path) -> Dataset | None:
     """The header of a DICOM file, or None for a file that is not DICOM (a ``.dcm`` file must parse)."""
     try:
         with path.open("rb") as fh:
@@ -338,7 +338,7 @@ def _roi_contours(ds: Dataset) -> dict[str, list[Dataset]]:
     return contours
 
 
-def _sorted_slices(slices: list[_Slice]) -> tuple[list[_Slice], np.ndarray]:
+def sorted_slices(slices: list[Slice]) -> tuple[list[Slice], np.ndarray]:
     """Check the series is a regular CT grid; returns the slices sorted along the normal and the LPS affine."""
     first = slices[0]
     for s in slices:
@@ -371,7 +371,7 @@ def _sorted_slices(slices: list[_Slice]) -> tuple[list[_Slice], np.ndarray]:
     return order, lps
 
 
-def _check_positions(order: list[_Slice], positions: np.ndarray, normal: np.ndarray) -> float:
+def _check_positions(order: list[Slice], positions: np.ndarray, normal: np.ndarray) -> float:
     """Raise on duplicate, missing, unevenly spaced or tilted slices; returns the slice spacing in mm (1 for one slice)."""
     if len(order) == 1:
         return 1.0
@@ -399,7 +399,7 @@ def _check_positions(order: list[_Slice], positions: np.ndarray, normal: np.ndar
     return float((z[-1] - z[0]) / (len(z) - 1))
 
 
-def _read_pixels(slices: list[_Slice]) -> np.ndarray:
+def _read_pixels(slices: list[Slice]) -> np.ndarray:
     """HU volume (X = columns, Y = rows, Z = slices, in the order given) as float32."""
     rows, columns = slices[0].size
     volume = np.empty((columns, rows, len(slices)), dtype=np.float32)

@@ -21,7 +21,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 
 from .. import __version__
 from ..atomic import atomic_path
-from ..data.dicom import _image_slice, _read_header, _Slice, _sorted_slices
+from ..data.dicom import image_slice, read_header, Slice, sorted_slices
 
 RT_STRUCTURE_SET_STORAGE = "1.2.840.10008.5.1.4.1.1.481.3"
 #: Referenced SOP Class of the RT Referenced Study item (Detached Study Management, as MIM and rt-utils write it).
@@ -98,13 +98,13 @@ def write_rtstruct(
     return [name for _, name, _, _, contours in rois if not contours]
 
 
-def _read_series(ct_files: Sequence[Path]) -> tuple[list[_Slice], np.ndarray, dict[Path, Dataset]]:
+def _read_series(ct_files: Sequence[Path]) -> tuple[list[Slice], np.ndarray, dict[Path, Dataset]]:
     """The slices sorted along the normal, the voxel-to-LPS affine and each file's header."""
     if not ct_files:
         raise ValueError("no CT files given")
     headers: dict[Path, Dataset] = {}
     for path in map(Path, ct_files):
-        ds = _read_header(path)
+        ds = read_header(path)
         if ds is None:
             raise ValueError(f"{path}: not a DICOM file")
         headers[path] = ds
@@ -115,8 +115,8 @@ def _read_series(ct_files: Sequence[Path]) -> tuple[list[_Slice], np.ndarray, di
         missing = [p for p, ds in headers.items() if not ds.get(key)]
         if missing:
             raise ValueError(f"{missing[0]}: {key} missing; an RTSTRUCT must reference it")
-    slices = [_image_slice(path, ds, str(ds.Modality).upper()) for path, ds in headers.items()]
-    order, lps = _sorted_slices(slices)
+    slices = [image_slice(path, ds, str(ds.Modality).upper()) for path, ds in headers.items()]
+    order, lps = sorted_slices(slices)
     return order, lps, headers
 
 
@@ -138,7 +138,7 @@ def _check_label(label: np.ndarray, structures: dict[int, str], shape: tuple[int
         raise ValueError(f"label values {stray} are not in structures {sorted(structures)}")
 
 
-def _contours(mask: np.ndarray, slices: list[_Slice], lps: np.ndarray, headers: dict[Path, Dataset]) -> list[Dataset]:
+def _contours(mask: np.ndarray, slices: list[Slice], lps: np.ndarray, headers: dict[Path, Dataset]) -> list[Dataset]:
     """CLOSED_PLANAR contour items (LPS mm) of a (X, Y, Z) mask, one per boundary on each slice."""
     items = []
     for k in np.flatnonzero(mask.any(axis=(0, 1))):
@@ -181,7 +181,7 @@ def _decimal_strings(values: np.ndarray) -> list[str]:
 
 def _dataset(
     ct: Dataset,
-    slices: list[_Slice],
+    slices: list[Slice],
     headers: dict[Path, Dataset],
     rois: list[tuple[int, str, tuple[int, int, int], str, list[Dataset]]],
     series_description: str,
@@ -230,7 +230,7 @@ def _dataset(
     return ds
 
 
-def _frame_reference(ct: Dataset, slices: list[_Slice], headers: dict[Path, Dataset]) -> Dataset:
+def _frame_reference(ct: Dataset, slices: list[Slice], headers: dict[Path, Dataset]) -> Dataset:
     """ReferencedFrameOfReferenceSequence item: frame of reference -> study -> series -> every CT image."""
     images = [_item(ReferencedSOPClassUID=headers[s.path].SOPClassUID, ReferencedSOPInstanceUID=s.sop_uid)
               for s in slices]
