@@ -171,28 +171,22 @@ def test_case_ids_with_odd_characters_get_safe_distinct_files(tmp_path):
 
 
 def test_second_run_reads_no_dicom(shared_data, tmp_path, monkeypatch):
-    """Real DICOM CT + RTSTRUCT: after the first build, cases come from the cache; pydicom is never called.
-
-    (A new DicomSource still scans the folder's headers to list the cases and fingerprint their files; the
-    guard is set after that scan.)
-    """
+    """Real DICOM CT + RTSTRUCT: after the first run, a new run (new source, same cache) never calls pydicom."""
     import pydicom
 
-    from hqctf.data.dicom import DicomSource
+    from hqctf.data.formats import open_source
 
-    labels, aliases = {1: "GTV_Mass"}, {"GTV_Mass": ["GTV_Mass*"]}
+    options = dict(labels={1: "GTV_Mass"}, aliases={"GTV_Mass": ["GTV_Mass*"]}, cache_dir=tmp_path / "cache")
     config = PreprocessConfig(spacing=(2.0, 2.0, 3.27))
-    first = CaseCache(tmp_path / "cache", DicomSource(shared_data / "ibsi_dicom", labels, aliases), config)
+    first = CaseCache(tmp_path / "cache", open_source(shared_data / "ibsi_dicom", **options), config)
     assert first.build(progress=False) == {"cached": 0, "built": 4}
     built = {i: np.asarray(first.get(i).label).sum() for i in ("STS_008", "STS_042")}
 
     def no_dicom(*args, **kwargs):
         raise AssertionError("DICOM read on a cached run")
 
-    source = DicomSource(shared_data / "ibsi_dicom", labels, aliases)
-    source.case_ids()  # the new run's folder scan (headers only) happens before the guard
     monkeypatch.setattr(pydicom, "dcmread", no_dicom)
-    monkeypatch.setattr("hqctf.data.dicom.pydicom.dcmread", no_dicom, raising=False)
-    second = CaseCache(tmp_path / "cache", source, config)
+    monkeypatch.setattr("hqctf.data.dicom.pydicom.dcmread", no_dicom)
+    second = CaseCache(tmp_path / "cache", open_source(shared_data / "ibsi_dicom", **options), config)
     assert second.build(progress=False) == {"cached": 4, "built": 0}
     assert {i: np.asarray(second.get(i).label).sum() for i in built} == built

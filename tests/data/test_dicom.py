@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -309,3 +310,23 @@ def test_bad_input_is_a_one_line_error_naming_the_file(
         source.read(source.case_ids()[0])
     text = str(error.value)
     assert text.startswith(f"{offending}:") and "\n" not in text
+
+
+def test_folder_index_skips_unchanged_files(case_copy: Path, tmp_path: Path, monkeypatch) -> None:
+    index = tmp_path / "index.json"
+    first = DicomSource(case_copy, labels=GTV["labels"], aliases=GTV["aliases"], index_file=index)
+    expected = first.files(COPIED)
+    reads: list[str] = []
+    original = pydicom.dcmread
+
+    def counting(path, *args, **kwargs):
+        reads.append(Path(path).name)
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr("hqctf.data.dicom.pydicom.dcmread", counting)
+    assert DicomSource(case_copy, labels=GTV["labels"], aliases=GTV["aliases"], index_file=index).files(COPIED) == expected
+    assert reads == []  # unchanged files: nothing read
+    changed = sorted((case_copy / "CT" / "image").glob("*.dcm"))[5]
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    DicomSource(case_copy, labels=GTV["labels"], aliases=GTV["aliases"], index_file=index).case_ids()
+    assert reads == [changed.name]  # only the changed file is read again

@@ -7,12 +7,13 @@ holes and islands work); where structures overlap, the higher label value wins.
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import highdicom as hd
 import numpy as np
@@ -20,6 +21,7 @@ import pydicom
 from matplotlib.path import Path as PolygonPath
 from pydicom.dataset import Dataset
 
+from ..atomic import write_json_atomic
 from .case import Case
 from .errors import DataError
 from .source import Source
@@ -88,6 +90,8 @@ class DicomSource(Source):
         aliases: label name -> extra names or glob patterns for `match_structures`.
         missing: a label with no matching ROI (or only an empty one) in a labelled case: ``"error"`` raises,
             ``"unknown"`` puts it in ``case.unknown``.
+        index_file: JSON file keeping what the folder scan found per file (keyed by path, size and mtime), so a
+            later scan of unchanged files reads no DICOM at all; None scans every header each time.
 
     Case ids are the first-level subfolder of ``root`` holding the series when there are several such folders
     (``ibsi_dicom/STS_008/...`` -> ``"STS_008"``), otherwise the name of ``root``; ``_<SeriesNumber>`` is
@@ -102,6 +106,7 @@ class DicomSource(Source):
         labels: dict[int, str] | None = None,
         aliases: Mapping[str, Sequence[str]] | None = None,
         missing: Literal["error", "unknown"] = "error",
+        index_file: str | Path | None = None,
     ) -> None:
         if missing not in ("error", "unknown"):
             raise ValueError(f"missing must be 'error' or 'unknown', not {missing!r}")
@@ -109,6 +114,7 @@ class DicomSource(Source):
         self.aliases = dict(aliases or {})
         self.missing = missing
         self._exact = labels is None
+        self.index_file = None if index_file is None else Path(index_file)
         self._index: dict[str, _Series] | None = None
         if self._exact:
             names = sorted({n for s in self._cases().values() if s.labels for n in s.labels.filled})
@@ -177,34 +183,74 @@ class DicomSource(Source):
     def _cases(self) -> dict[str, _Series]:
         """Case id -> series, built once per instance from the DICOM headers under ``root``."""
         if self._index is None:
-            self._index = _name_cases(self.root, _index_series(self.root))
+            self._index = _name_cases(self.root, _index_series(self.root, self.index_file))
         return self._index
 
 
-def _index_series(root: Path) -> list[_Series]:
+def _header_entry(path: Path) -> dict | None:
+    """What the folder index keeps of one file: an image slice, a label file, or None (not data)."""
+    ds = read_header(path)
+    if ds is None:
+        return None
+    modality = str(ds.Modality).upper()
+    if modality in _LABEL_MODALITIES:
+        try:
+            labels, sop_uids = _label_file(path, ds, modality)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"{path}: malformed {modality} header ({type(exc).__name__}: {exc})") from None
+        return {"labels": {**asdict(labels), "path": str(path), "filled": sorted(labels.filled)},
+                "sop_uids": sop_uids}
+    if modality not in _NOT_IMAGES and "Rows" in ds:
+        uid = str(ds.get("SeriesInstanceUID", ""))
+        if not uid:
+            raise DataError(f"{path}: missing SeriesInstanceUID")
+        return {"slice": {**asdict(image_slice(path, ds, modality)), "path": str(path)}, "series": uid}
+    return None
+
+
+def _indexed_headers(root: Path, index_file: Path | None) -> Iterator[tuple[Path, dict | None]]:
+    """Each file's index entry; with ``index_file``, entries of files whose size and mtime are unchanged come from
+    it (no DICOM is read), and the refreshed index is written back atomically."""
+    known: dict[str, Any] = {}
+    if index_file is not None and index_file.is_file():
+        try:
+            known = json.loads(index_file.read_text())
+        except ValueError:
+            known = {}
+    fresh: dict[str, Any] = {}
+    for path in _walk(root):
+        stat = path.stat()
+        key, stamp = str(path.resolve()), [stat.st_size, stat.st_mtime_ns]
+        entry = known[key]["entry"] if key in known and known[key]["stamp"] == stamp else _header_entry(path)
+        fresh[key] = {"stamp": stamp, "entry": entry}
+        yield path, entry
+    if index_file is not None and fresh != known:
+        write_json_atomic(index_file, fresh)
+
+
+def _slice_from(entry: dict, path: Path) -> Slice:
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+    return Slice(**{**values, "path": path})
+
+
+def _index_series(root: Path, index_file: Path | None = None) -> list[_Series]:
     """Scan ``root`` for DICOM files; group image files by series and attach RTSTRUCT/SEG files to them."""
     if not root.is_dir():
         raise DataError(f"{root}: not a folder")
     series: dict[str, _Series] = {}
     sop_to_series: dict[str, str] = {}
     label_files: list[tuple[_LabelFile, list[str]]] = []
-    for path in _walk(root):
-        ds = read_header(path)
-        if ds is None:
+    for path, entry in list(_indexed_headers(root, index_file)):
+        if entry is None:
             continue
-        modality = str(ds.Modality).upper()
-        if modality in _LABEL_MODALITIES:
-            try:
-                label_files.append(_label_file(path, ds, modality))
-            except (AttributeError, KeyError, TypeError, ValueError) as exc:
-                raise DataError(f"{path}: malformed {modality} header ({type(exc).__name__}: {exc})") from None
-        elif modality not in _NOT_IMAGES and "Rows" in ds:
-            image = image_slice(path, ds, modality)
-            uid = str(ds.get("SeriesInstanceUID", ""))
-            if not uid:
-                raise DataError(f"{path}: missing SeriesInstanceUID")
-            series.setdefault(uid, _Series(uid)).slices.append(image)
-            sop_to_series[image.sop_uid] = uid
+        if "labels" in entry:
+            fields = entry["labels"]
+            label_files.append((_LabelFile(path, fields["modality"], fields["series_uid"], tuple(fields["names"]),
+                                           frozenset(fields["filled"])), entry["sop_uids"]))
+        else:
+            image = _slice_from(entry["slice"], path)
+            series.setdefault(entry["series"], _Series(entry["series"])).slices.append(image)
+            sop_to_series[image.sop_uid] = entry["series"]
     for labels, sop_uids in label_files:
         uid = labels.series_uid or next((sop_to_series[s] for s in sop_uids if s in sop_to_series), "")
         if uid not in series:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -63,6 +64,7 @@ def open_source(
     aliases: Mapping[str, Sequence[str]] | None = None,
     missing: Literal["error", "unknown"] = "error",
     label_file: str | Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Source:
     """Open the dataset at ``path`` with the reader for its format.
 
@@ -74,6 +76,8 @@ def open_source(
         aliases: extra names or glob patterns per label name (DICOM).
         missing: DICOM only: a label without a matching ROI is an ``"error"`` or ``"unknown"`` for that case.
         label_file: label map for a single NIfTI image.
+        cache_dir: the preprocessing cache; DICOM folder scans are indexed there (``dicom-index/``), so a
+            later run over unchanged files reads no DICOM header.
     """
     root = Path(path)
     fmt = format or detect_format(root)
@@ -92,7 +96,12 @@ def open_source(
     if fmt == "dicom":
         from .dicom import DicomSource
 
-        return DicomSource(root, labels=dict(labels) if labels else None, aliases=aliases, missing=missing)
+        index = None
+        if cache_dir is not None:
+            resolved = root.resolve()
+            index = Path(cache_dir) / "dicom-index" / f"{hashlib.sha256(str(resolved).encode()).hexdigest()[:16]}.json"
+        return DicomSource(root, labels=dict(labels) if labels else None, aliases=aliases, missing=missing,
+                           index_file=index)
     if fmt == "nifti":
         from .nifti_pairs import NiftiPairSource
 

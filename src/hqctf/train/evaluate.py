@@ -76,7 +76,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
     config = resume_config(run)
     path = Path(data) if data is not None else Path(config.data.path)
     source = open_source(path, format=config.data.format if data is None else None, labels=config.data.labels or None,
-                         missing="unknown")
+                         missing="unknown", cache_dir=config.data.cache)
     ids = _case_ids(run, split, config.data.fold, source.case_ids())
     missing = sorted(set(ids) - set(source.case_ids()))
     if missing:

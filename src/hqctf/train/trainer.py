@@ -118,7 +118,8 @@ class Trainer:
 
     def _prepare_data(self) -> None:
         cfg = self.config.data
-        source = open_source(cfg.path, format=cfg.format, labels=cfg.labels or None, missing="unknown")
+        source = open_source(cfg.path, format=cfg.format, labels=cfg.labels or None, missing="unknown",
+                             cache_dir=cfg.cache)
         self.labels = dict(source.labels)
         self.n_classes = max(self.labels, default=0) + 1
         cache = CaseCache(cfg.cache, source, cfg.preprocess)
