@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--features", default="[16, 16, 32, 64, 128, 16]")
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                        help="further config overrides for every mode, repeatable")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     runs = []
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
                      "model.features": args.features, "optim.epochs": args.epochs, "optim.lr": MODES[mode],
                      "validation.every": max(1, args.epochs // 5), "validation.max_cases": 6}
         sets = [item for k, v in overrides.items() for item in ("--set", f"{k}={v}")]
+        sets += [item for extra in args.extra for item in ("--set", extra)]
         if not (run / "summary.json").is_file():
             _hqctf("train", "openkbp-2d", *sets, *(["--resume", str(run)] if (run / "last.pt").is_file() else []),
                    "--no-progress")
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
              f"monai {m['monai']}  ", f"Wall time: {(time.perf_counter() - started) / 60:.1f} min", "",
              f"Bundled `openkbp-2d` config with: {args.cases} cases (test = 20 % of patients, fold 0 of 5 for "
              f"validation), UNet++ 2D features {args.features}, {args.epochs} epochs x {args.samples} slices, "
-             "seed " f"{args.seed}; best checkpoint by validation Dice, scored on the test patients (metrics on the "
+             f"seed {args.seed}{'; ' + ', '.join(args.extra) if args.extra else ''}; best checkpoint by validation Dice, scored on the test patients (metrics on the "
              "preprocessed grid; structures not contoured in a case are left out).", "", table.rstrip(), "",
              "Seconds per epoch: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + "."]
     section = "\n".join(lines) + "\n"
