@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -59,3 +60,12 @@ def all_mean(value: float, world: World) -> float:
     tensor = torch.tensor([value], dtype=torch.float64, device=world.device)
     dist.all_reduce(tensor)
     return float(tensor.item()) / world.size
+
+
+def broadcast(value: Any, world: World) -> Any:
+    """Rank 0's ``value`` on every process (pickled; for small objects such as a metrics dict)."""
+    if world.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -30,7 +30,7 @@ from ..data.sampling import PatchDataset, SliceDataset
 from ..data.splits import load_splits, make_splits, save_splits
 from ..qpg import count_parameters
 from .config import ConfigError, TrainConfig, load_config
-from .distributed import World, all_mean, setup, teardown
+from .distributed import World, all_mean, broadcast, setup, teardown
 from .figures import overlay_png, run_curves_png
 from .loss import MarginalDiceCELoss
 from .models import build_model, logits_of
@@ -257,7 +257,8 @@ class Trainer:
                 row = {"epoch": self.epoch, "step": self.step, "loss": float(np.mean(losses)),
                        "lr": self.optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - started}
                 if self.epoch % cfg.validation.every == 0 or self.epoch == cfg.optim.epochs:
-                    row.update({f"val_{k}": v for k, v in self._validate().items()})
+                    metrics = self._validate() if self.world.main else None  # rank 0 validates, the others wait
+                    row.update({f"val_{k}": v for k, v in broadcast(metrics, self.world).items()})
                     self.schedule.observe(self._score(row))
                 self.history.append(row)
                 self._end_epoch(row, writer)
@@ -307,7 +308,7 @@ class Trainer:
         return SummaryWriter(log_dir=str(self.run / "tensorboard"))
 
     def _overlays(self, predictions: dict[str, np.ndarray]) -> None:
-        if not self.world.main or self.config.validation.overlays < 1:
+        if self.config.validation.overlays < 1:
             return
         names = ["background"] + [self.labels.get(v, f"label_{v}") for v in range(1, self.n_classes)]
         folder = self.run / "overlays"
