@@ -35,7 +35,7 @@ from ..data.preprocess import PreprocessConfig, preprocess
 from ..data.source import Source
 from ..data.structures import tg263_name
 from ..train.config import ConfigError
-from ..train.figures import overlay_png
+from ..train.figures import axial_view, busiest_slice, overlay_png
 from ..train.validate import predict_volume
 from .export import MODEL_JSON, load_run, read_model_json
 
@@ -146,10 +146,6 @@ def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
         raise DataError(f"{out}: output folder already holds files; use --overwrite to replace them")
 
 
-def _view(array: np.ndarray, z: int) -> np.ndarray:
-    return np.asarray(array[:, :, z]).T[::-1]  # radiological view: anterior up, patient left on the right
-
-
 def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, overwrite: bool = False,
                    rtstruct: bool = True, progress: bool = True, checkpoint: str = "best") -> list[dict[str, Any]]:
     """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure, cc).
@@ -183,17 +179,16 @@ def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, o
         if rtstruct and isinstance(source, DicomSource):
             from .rtstruct import write_rtstruct
 
-            ct_files = [p for p in source.files(case_id) if p.suffix.lower() == ".dcm" or p.is_file()]
-            ct_files = [p for p in ct_files if p not in case.sources[1:]]
+            ct_files = [p for p in source.files(case_id) if p not in case.sources[1:]]  # without the RTSTRUCT/SEG
             roi_names = {v: tg263_name(n) for v, n in names.items()}
             empty = write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm")
             for name in empty:
                 log_lines.append(f"{case_id}: RTSTRUCT ROI {name} has no contour (empty prediction; still a valid "
                                  "RTSTRUCT)")
         if label.any():
-            z = int(np.argmax(label.reshape(-1, label.shape[2]).astype(bool).sum(0)))
+            z = busiest_slice(label)
             hu = np.clip(np.asarray(case.image if grid is None else nib.load(case.sources[0]).get_fdata()), -160, 240)
-            png = overlay_png(_view(hu, z), {"prediction": _view(label, z)}, ["background", *[names[v] for v in sorted(names)]],
+            png = overlay_png(axial_view(hu, z), {"prediction": axial_view(label, z)}, ["background", *[names[v] for v in sorted(names)]],
                               title=f"{case_id}, slice {z}")
             write_atomic(out / "overlays" / f"{case_id}.png", png)
         volumes = ", ".join(f"{r['structure']} {r['volume_cc']} cc" for r in rows if r["case"] == case_id)

@@ -105,7 +105,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
             values = values[~np.isnan(values)]
             stats[f"{metric}_mean"] = float(values.mean()) if values.size else float("nan")
             stats[f"{metric}_sd"] = float(values.std(ddof=1)) if values.size > 1 else float("nan")
-            stats["n"] = int(values.size) if metric == "dice" else stats["n"]
+            if metric == "dice":
+                stats["n"] = int(values.size)  # cases in which the structure was scored
         summary[name] = stats
     out = run / "evaluation" / split
     write_atomic(out / "per_case.csv", _rows_to_csv(rows))

@@ -28,6 +28,16 @@ def _crop(image: np.ndarray, margin: int = 6) -> tuple[slice, slice]:
             slice(max(cols.min() - margin, 0), min(cols.max() + margin + 1, w)))
 
 
+def busiest_slice(label: np.ndarray) -> int:
+    """Index of the axial slice (last axis) with the most labelled voxels."""
+    return int(np.argmax(np.asarray(label).reshape(-1, label.shape[2]).astype(bool).sum(0)))
+
+
+def axial_view(volume: np.ndarray, z: int) -> np.ndarray:
+    """Axial slice ``z`` of an (X, Y, Z) RAS volume in radiological view: anterior up, patient's left on the right."""
+    return np.asarray(volume[:, :, z]).T[::-1]
+
+
 def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names: Sequence[str], title: str = "") -> bytes:
     """CT slice with one label map per panel drawn as organ contours, side by side.
 

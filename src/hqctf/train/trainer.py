@@ -31,7 +31,7 @@ from ..data.splits import load_splits, make_splits, save_splits
 from ..qpg import count_parameters
 from .config import ConfigError, TrainConfig, load_config
 from .distributed import World, all_mean, broadcast, setup, teardown
-from .figures import overlay_png, run_curves_png
+from .figures import axial_view, busiest_slice, overlay_png, run_curves_png
 from .loss import MarginalDiceCELoss
 from .models import build_model, logits_of
 from .schedule import WarmupSchedule
@@ -314,8 +314,8 @@ class Trainer:
         folder = self.run / "overlays"
         for case in self.val_cases[: self.config.validation.overlays]:
             label = np.asarray(case.label)
-            z = int(np.argmax(label.reshape(-1, label.shape[2]).astype(bool).sum(0)))
-            view = lambda a: np.asarray(a[:, :, z]).T[::-1]  # noqa: E731  radiological view: anterior up, patient left on the right
+            z = busiest_slice(label)
+            view = lambda a: axial_view(a, z)  # noqa: E731
             png = overlay_png(view(case.image), {"reference": view(label), "prediction": view(predictions[case.case_id])},
                               names, title=f"{case.case_id}, slice {z}, epoch {self.epoch}")
             write_atomic(folder / f"{case.case_id}.png", png)
