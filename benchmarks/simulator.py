@@ -43,7 +43,13 @@ from report import replace_section  # noqa: E402
 SECTION = "## Simulator (benchmarks/simulator.py)"
 REPO = Path(__file__).resolve().parents[1]
 RESULT_TAG = "BENCH-RESULT "
-TOOLS = ("hqctf-adjoint", "hqctf-autograd", "pennylane", "torchquantum")
+TOOLS = ("hqctf-native", "hqctf-adjoint", "hqctf-autograd", "pennylane", "torchquantum")
+MAIN = "hqctf-native"  # the default engine on the CPU: speedups and the floor ratio use it
+HQCTF_MODES = {  # tool -> simulate(backward=..., engine=...)
+    "hqctf-native": ("adjoint", "native"),
+    "hqctf-adjoint": ("adjoint", "torch"),
+    "hqctf-autograd": ("autograd", "torch"),
+}
 SUBSET_TOOLS = ("pennylane", "torchquantum")  # tools that may be measured on fewer circuits and scaled
 FULL_GRID = [(n, L, C) for n in (8, 10, 12, 14) for L in (4, 10) for C in (32, 256)]
 QUICK_GRID = [(8, 4, 32)]
@@ -136,12 +142,12 @@ def _build_step(tool: str, n: int, layers: int, angles, weights):
         from hqctf.quantum import CircuitSpec, simulate
 
         spec = CircuitSpec(n, layers, rotations=("ry",), entangler="cnot", ring=True)
-        backward = tool.split("-", 1)[1]
+        backward, engine = HQCTF_MODES[tool]
         leaf = angles[:, :, None, :].clone().requires_grad_()
 
         def step():
             leaf.grad = None
-            probs = simulate(leaf, spec, backward=backward)
+            probs = simulate(leaf, spec, backward=backward, engine=engine)
             (probs * weights).sum().backward()
             return probs, leaf.grad[:, :, 0]
 
@@ -476,7 +482,7 @@ def measure_all(args, log, command: str) -> dict:
     bandwidth = max(bw["copy_gbs"], bw["add_gbs"]) * 1e9
     log(f"  copy {bw['copy_gbs']:.1f} GB/s, add {bw['add_gbs']:.1f} GB/s")
 
-    # correctness: every tool's probabilities and angle gradients against hqctf's adjoint path, in this process
+    # correctness: every tool's probabilities and angle gradients against hqctf's torch adjoint path, in this process
     import torch
 
     from hqctf.quantum import CircuitSpec, simulate
@@ -484,7 +490,7 @@ def measure_all(args, log, command: str) -> dict:
     n, layers, circuits = CHECK_CASE
     angles, weights = _case_inputs(n, layers, circuits, circuits, args.seed)
     leaf = angles[:, :, None, :].clone().requires_grad_()
-    ref_probs = simulate(leaf, CircuitSpec(n, layers))
+    ref_probs = simulate(leaf, CircuitSpec(n, layers), engine="torch")
     (ref_probs * weights).sum().backward()
     ref = {"probs": ref_probs.detach().double().tolist(), "grad": leaf.grad[:, :, 0].double().tolist()}
     checks = {}
@@ -649,8 +655,11 @@ def render(result: dict, command: str) -> str:
     for row in rows:
         mb = mb or row["tools"].get("hqctf-adjoint", {}).get("max_block")
     lines += [
-        f"- hqctf: `simulate(angles, CircuitSpec(n, L), backward=...)` with the default `max_block` ({mb}); "
-        "*adjoint* recomputes the state backwards next to the adjoint vector (no stored intermediates), "
+        "- hqctf: `simulate(angles, CircuitSpec(n, L), backward=..., engine=...)`. *native* (the default on the "
+        "CPU) is the compiled engine (`hqctf/quantum/kernels.cpp`, built on first use, one circuit's state kept in "
+        "cache through all its layers, circuits split over the torch threads) with the adjoint backward; *adjoint* "
+        f"and *autograd* are the torch engine (Kronecker blocks of up to `max_block` = {mb} qubits as batched "
+        "matmuls): *adjoint* recomputes the state backwards next to the adjoint vector (no stored intermediates), "
         "*autograd* lets torch store every intermediate state.",
         "- PennyLane: `default.qubit`, `interface=\"torch\"`, `diff_method=\"backprop\"`, one QNode call per case "
         "with parameter broadcasting (angles (C, L, n), each `qml.RY(theta[:, l, q])` broadcast over the C "
@@ -661,7 +670,7 @@ def render(result: dict, command: str) -> str:
         "probabilities `qdev.get_states_1d().abs() ** 2`; run in its own interpreter (see below).",
         "- Correctness: before timing, each tool's probabilities and angle gradients on one small case "
         f"(n={CHECK_CASE[0]}, L={CHECK_CASE[1]}, C={CHECK_CASE[2]}, same angles and weights) are compared with "
-        "hqctf's adjoint path, which also fixes the qubit ordering (qubit 0 = most significant bit in all three). "
+        "hqctf's torch adjoint path, which also fixes the qubit ordering (qubit 0 = most significant bit in all three). "
         "Max abs differences: "
         + "; ".join(f"{t}: " + (f"probs {c['probs']:.1e}, grads {c['grad']:.1e}" if "error" not in c else
                                 f"FAILED ({c['error']})") for t, c in checks.items()) + ".",
@@ -714,28 +723,29 @@ def render(result: dict, command: str) -> str:
         "",
         "### Results",
         "",
-        "Times in seconds; speedups and hqctf/floor use hqctf adjoint; peak MB: adjoint / autograd / PennyLane / "
-        "TorchQuantum. Each measurement waited for an idle machine (`--wait-idle`) and was repeated up to "
+        "Times in seconds; speedups and hqctf/floor use hqctf native (the default); peak MB: native / adjoint / "
+        "autograd / PennyLane / TorchQuantum. Each measurement waited for an idle machine (`--wait-idle`) and was repeated up to "
         f"{args.retries} times when other processes used more than {100 * args.max_disturbance:.0f}% of the CPUs "
         "during its timed calls; ⚠x% marks one still disturbed (x% of the CPUs used by others, so inflated). "
         + _disturbance_summary(rows, args),
         "",
-        "| n | L | C | hqctf adjoint s | hqctf autograd s | PennyLane s | TorchQuantum s | floor s | "
-        "speedup vs PennyLane | speedup vs TorchQuantum | hqctf/floor | peak MB adj / autograd / PL / TQ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| n | L | C | hqctf native s | hqctf torch adjoint s | hqctf torch autograd s | PennyLane s | "
+        "TorchQuantum s | floor s | speedup vs PennyLane | speedup vs TorchQuantum | hqctf/floor | "
+        "peak MB native / adj / autograd / PL / TQ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     lim = args.max_disturbance
     for row in rows:
         t = row["tools"]
-        adj = _secs(row, "hqctf-adjoint")
+        adj = _secs(row, MAIN)
         pl, tq = _secs(row, "pennylane"), _secs(row, "torchquantum")
         sp_pl = pl / adj if adj and pl else None
         sp_tq = tq / adj if adj and tq else None
         ratio = adj / row["floor_s"] if adj else None
         mems = " / ".join(_cell_mem(t.get(x)) for x in TOOLS)
         lines.append(
-            f"| {row['n']} | {row['L']} | {row['C']} | {_cell_time(t.get('hqctf-adjoint'), lim)} | "
-            f"{_cell_time(t.get('hqctf-autograd'), lim)} | {_cell_time(t.get('pennylane'), lim)} | "
+            f"| {row['n']} | {row['L']} | {row['C']} | {_cell_time(t.get(MAIN), lim)} | "
+            f"{_cell_time(t.get('hqctf-adjoint'), lim)} | {_cell_time(t.get('hqctf-autograd'), lim)} | {_cell_time(t.get('pennylane'), lim)} | "
             f"{_cell_time(t.get('torchquantum'), lim)} | {_fmt_s(row['floor_s'])} | {_fmt_x(sp_pl)} | {_fmt_x(sp_tq)} | "
             f"{_fmt_x(ratio)} | {mems} |"
         )
@@ -760,7 +770,7 @@ def _targets(rows) -> list[str]:
         ("torchquantum", f">= {TARGETS['torchquantum']:.0f}x faster than TorchQuantum",
          lambda r: _ratio(r, "torchquantum"), lambda x: x >= TARGETS["torchquantum"], lambda r: True),
         ("floor", f"within {TARGETS['floor']:.0f}x of the bandwidth floor for n >= 10",
-         lambda r: (_secs(r, "hqctf-adjoint") or math.nan) / r["floor_s"], lambda x: x <= TARGETS["floor"],
+         lambda r: (_secs(r, MAIN) or math.nan) / r["floor_s"], lambda x: x <= TARGETS["floor"],
          lambda r: r["n"] >= 10),
     ]
     for _key, text, value, ok, applies in specs:
@@ -779,7 +789,7 @@ def _targets(rows) -> list[str]:
 
 
 def _ratio(row, tool):
-    adj, other = _secs(row, "hqctf-adjoint"), _secs(row, tool)
+    adj, other = _secs(row, MAIN), _secs(row, tool)
     return other / adj if adj and other else None
 
 
@@ -789,12 +799,12 @@ def write_section(path: Path, section: str) -> None:
 
 
 def print_table(result: dict) -> None:
-    hdr = ["n", "L", "C", "adjoint", "autograd", "PennyLane", "TorchQ", "floor", "xPL", "xTQ", "/floor",
-           "peak MB adj/ag/PL/TQ"]
+    hdr = ["n", "L", "C", "native", "adjoint", "autograd", "PennyLane", "TorchQ", "floor", "xPL", "xTQ", "/floor",
+           "peak MB nat/adj/ag/PL/TQ"]
     rows = []
     for row in result["rows"]:
         t = row["tools"]
-        adj = _secs(row, "hqctf-adjoint")
+        adj = _secs(row, MAIN)
 
         def cell(tool):
             res = t.get(tool)
@@ -805,7 +815,7 @@ def print_table(result: dict) -> None:
             return (_fmt_s(res["seconds"]) + ("*" if res.get("scaled_from") else "")
                     + ("!" if _disturbed(res, result["args"].max_disturbance) else ""))
 
-        rows.append([str(row["n"]), str(row["L"]), str(row["C"]), cell("hqctf-adjoint"), cell("hqctf-autograd"),
+        rows.append([str(row["n"]), str(row["L"]), str(row["C"]), cell(MAIN), cell("hqctf-adjoint"), cell("hqctf-autograd"),
                      cell("pennylane"), cell("torchquantum"), _fmt_s(row["floor_s"]),
                      _fmt_x(_ratio(row, "pennylane")), _fmt_x(_ratio(row, "torchquantum")),
                      _fmt_x(adj / row["floor_s"] if adj else None),

@@ -15,7 +15,7 @@ def test_quick_run_writes_its_section_only(tmp_path):
     out = tmp_path / "benchmarks.md"
     out.write_text(f"# Benchmarks\n\n## Other (someone else)\nkeep me\n\n{SECTION}\nstale text\n\n## Later\nkeep me too\n")
     cmd = [sys.executable, str(SCRIPT), "--quick", "--out", str(out),
-           "--tools", "hqctf-adjoint", "pennylane"]
+           "--tools", "hqctf-native", "hqctf-adjoint", "pennylane"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = out.read_text()

@@ -143,3 +143,25 @@ def test_wrapping_twice_is_refused():
     wrap(model, QPGConfig())
     with pytest.raises(TargetError, match="merge it before wrapping again"):
         wrap(model, QPGConfig())
+
+
+@pytest.mark.parametrize("hidden, activation", [((16,), "tanh"), ((8, 8), "gelu"), ((4,), "none")])
+def test_chunked_mapping_matches_plain_autograd(monkeypatch, hidden, activation):
+    """Mapping channels in chunks and recomputing them in backward changes no value and no gradient."""
+    from hqctf.qpg import generator
+
+    torch.manual_seed(0)
+    mapping = generator.MappingNetwork(6, 50, hidden, 2, activation).double()
+    q = torch.randn(13, 50, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(13, 100, dtype=torch.float64)
+    params = [q, *mapping.parameters()]
+    plain = mapping._map(q)
+    expected = torch.autograd.grad(plain, params, g)
+    monkeypatch.setattr(generator, "CHUNK_ELEMENTS", 3 * 50 * max(hidden))  # 3 channels a chunk, last one short
+    out = mapping(q)
+    assert out.grad_fn is not None and "ChunkedRecompute" in type(out.grad_fn).__name__
+    torch.testing.assert_close(out, plain, atol=0, rtol=0)
+    for got, want in zip(torch.autograd.grad(out, params, g), expected):
+        torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+    with torch.no_grad():
+        assert mapping(q).grad_fn is None

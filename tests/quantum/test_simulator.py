@@ -50,15 +50,17 @@ def _random_specs(count: int, real: bool, seed: int) -> list[CircuitSpec]:
     return specs
 
 
-@pytest.mark.parametrize("real", [True, False], ids=["real", "complex"])
-def test_probabilities_and_gradients_match_pennylane(real):
+@pytest.mark.parametrize(
+    "real, engine", [(True, "native"), (True, "torch"), (False, "torch")], ids=["real-native", "real-torch", "complex"]
+)
+def test_probabilities_and_gradients_match_pennylane(real, engine, native_engine):
     """>= 20 random circuits up to n = 12 per path: probabilities and gradients agree to 1e-6 in float64."""
     torch.manual_seed(0)
     for spec in _random_specs(20, real, seed=1 if real else 2):
         batch = 2
         angles = (torch.rand(batch, *spec.angle_shape, dtype=torch.float64) * 2 * math.pi).requires_grad_()
         weights = torch.randn(batch, 1 << spec.n_qubits, dtype=torch.float64)
-        probs = simulate(angles, spec)
+        probs = simulate(angles, spec, engine=engine)
         (grad,) = torch.autograd.grad((probs * weights).sum(), angles)
         for b in range(batch):
             ref_angles = angles[b].detach().clone().requires_grad_()
@@ -76,21 +78,22 @@ def test_backward_modes_and_block_sizes_agree(backward, max_block):
     weights = torch.randn(5, 1 << 7, dtype=torch.float64)
     ref = simulate(angles, spec, backward="autograd", max_block=7)
     (ref_grad,) = torch.autograd.grad((ref * weights).sum(), angles)
-    probs = simulate(angles, spec, backward=backward, max_block=max_block)
+    probs = simulate(angles, spec, backward=backward, max_block=max_block, engine="torch")
     (grad,) = torch.autograd.grad((probs * weights).sum(), angles)
     torch.testing.assert_close(probs, ref, atol=1e-12, rtol=0)
     torch.testing.assert_close(grad, ref_grad, atol=1e-10, rtol=0)
 
 
-def test_float32_agrees_with_float64():
+@pytest.mark.parametrize("engine", ["native", "torch"])
+def test_float32_agrees_with_float64(engine, native_engine):
     spec = CircuitSpec(10, 6)
     angles64 = torch.rand(16, *spec.angle_shape, dtype=torch.float64) * 6
     angles32 = angles64.float().requires_grad_()
     weights = torch.randn(16, 1 << 10, dtype=torch.float64)
-    p32 = simulate(angles32, spec)
+    p32 = simulate(angles32, spec, engine=engine)
     (g32,) = torch.autograd.grad((p32 * weights.float()).sum(), angles32)
     angles64.requires_grad_()
-    p64 = simulate(angles64, spec)
+    p64 = simulate(angles64, spec, engine=engine)
     (g64,) = torch.autograd.grad((p64 * weights).sum(), angles64)
     assert p32.dtype == torch.float32 and g32.dtype == torch.float32
     torch.testing.assert_close(p32.double(), p64.detach(), atol=1e-6, rtol=0)

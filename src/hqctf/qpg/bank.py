@@ -37,13 +37,13 @@ def generate(gens: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     for name, gen in gens.items():
         if isinstance(gen, QPGGenerator):
             c = gen.config
-            groups[(gen.spec, c.backward, c.max_block, c.shots)].append(name)
+            groups[(gen.spec, c.backward, c.max_block, c.engine, c.shots)].append(name)
         else:
             weights[name] = gen()
-    for (spec, backward, max_block, shots), names in groups.items():
+    for (spec, backward, max_block, engine, shots), names in groups.items():
         members = [gens[n] for n in names]
         angles = torch.cat([g.angles for g in members]) if len(members) > 1 else members[0].angles
-        probs = simulate(angles, spec, backward=backward, max_block=max_block)
+        probs = simulate(angles, spec, backward=backward, max_block=max_block, engine=engine)
         if shots:
             probs = sample_probabilities(probs, shots)
         for name, gen, p in zip(names, members, probs.split([g.rows for g in members])):

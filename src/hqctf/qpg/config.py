@@ -39,7 +39,8 @@ class QPGConfig(TargetConfig):
             rank ~1 without losing the rank that plain mean subtraction costs.
         shots: estimate probabilities from this many measurements per circuit (None: exact).
         backward: simulator backward, ``adjoint``, ``autograd`` or ``checkpoint``.
-        max_block: qubits fused into one Kronecker block by the simulator.
+        max_block: qubits fused into one Kronecker block by the simulator's torch engine.
+        engine: simulator engine, ``auto`` (compiled CPU engine where it applies, else torch), ``native`` or ``torch``.
     """
 
     n_layers: int = field(default=2, metadata={"help": "circuit layers L"})
@@ -57,13 +58,16 @@ class QPGConfig(TargetConfig):
     centre: bool = field(default=True, metadata={"help": "balance the channel-common component (against rank collapse)"})
     shots: int | None = field(default=None, metadata={"help": "finite-shot estimation (None: exact)"})
     backward: str = field(default="adjoint", metadata={"help": "adjoint, autograd or checkpoint"})
-    max_block: int = field(default=5, metadata={"help": "qubits per fused Kronecker block"})
+    max_block: int = field(default=5, metadata={"help": "qubits per fused Kronecker block (torch engine)"})
+    engine: str = field(default="auto", metadata={"help": "simulator engine: auto, native or torch"})
 
     def __post_init__(self) -> None:
         if self.transform not in ("scaled", "qt"):
             raise ValueError(f"unknown transform {self.transform!r}; choose from ['scaled', 'qt']")
         if self.mapping_activation not in ("tanh", "gelu", "none"):
             raise ValueError(f"unknown mapping_activation {self.mapping_activation!r}; choose from ['tanh', 'gelu', 'none']")
+        if self.engine not in ("auto", "native", "torch"):
+            raise ValueError(f"unknown engine {self.engine!r}; choose from ['auto', 'native', 'torch']")
         if self.chunk < 1 or self.n_layers < 1:
             raise ValueError(f"chunk and n_layers must be >= 1, got {self.chunk}, {self.n_layers}")
 

@@ -37,12 +37,44 @@ def balance_common_component(w: torch.Tensor) -> torch.Tensor:
     return own + common * size
 
 
+CHUNK_ELEMENTS = 1 << 20  # hidden activations per chunk of channels (4 MiB in float32)
+
+
+class _ChunkedRecompute(torch.autograd.Function):
+    """Apply ``fn`` to row chunks of q without keeping activations; recompute each chunk in backward.
+
+    The mapping network's hidden activations have shape (channels, basis states, hidden): hundreds
+    of MiB for a 3D UNet, more than the circuits themselves. Saving only q bounds them to one chunk.
+    """
+
+    @staticmethod
+    def forward(ctx, fn, rows: int, params: tuple, q: torch.Tensor, *param_inputs: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.fn, ctx.rows, ctx.params = fn, rows, params
+        ctx.save_for_backward(q)
+        return torch.cat([fn(q[i : i + rows]) for i in range(0, q.shape[0], rows)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        (q,) = ctx.saved_tensors
+        grad_q = torch.empty_like(q)
+        grad_params = [torch.zeros_like(p) for p in ctx.params]
+        for i in range(0, q.shape[0], ctx.rows):
+            with torch.enable_grad():
+                part = q[i : i + ctx.rows].detach().requires_grad_()
+                found = torch.autograd.grad(ctx.fn(part), (part, *ctx.params), grad[i : i + ctx.rows])
+            grad_q[i : i + ctx.rows] = found[0]
+            for total, g in zip(grad_params, found[1:]):
+                total += g
+        return (None, None, None, grad_q, *grad_params)
+
+
 class MappingNetwork(nn.Module):
     """Maps each basis state's [bit string, transformed probability] to ``chunk`` weights.
 
     Only the first ``n_states`` basis states are mapped (the rest would be truncated away). The first
     layer is split into a bit-string part (computed once for all channels) and a probability part,
-    so the (channels, states, n+1) input is never materialised.
+    so the (channels, states, n+1) input is never materialised. Under autograd, channels are mapped in
+    chunks whose hidden activations are recomputed in backward instead of stored.
     """
 
     def __init__(self, n_qubits: int, n_states: int, hidden: tuple[int, ...], chunk: int, activation: str):
@@ -56,6 +88,14 @@ class MappingNetwork(nn.Module):
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """q (channels, n_states) -> weights (channels, n_states * chunk)."""
+        params = tuple(p for p in self.parameters() if p.requires_grad)
+        if not torch.is_grad_enabled() or not (q.requires_grad or params):
+            return self._map(q)
+        widest = max(layer.out_features for layer in (self.bits_in, *self.hidden))
+        rows = max(1, CHUNK_ELEMENTS // (q.shape[1] * widest))
+        return _ChunkedRecompute.apply(self._map, rows, params, q, *params)
+
+    def _map(self, q: torch.Tensor) -> torch.Tensor:
         h = self.bits_in(self.bits.to(q.dtype)) + q[..., None] * self.prob_in
         for layer in self.hidden:
             h = layer(self.act(h))
@@ -97,7 +137,8 @@ class QPGGenerator(nn.Module):
         """Set the fixed scale so that the current generated weight has standard deviation ``target_std``."""
         self.scale.fill_(1.0)
         self.log_gain.zero_()
-        raw = self.weight(simulate(self.angles, self.spec))
+        c = self.config
+        raw = self.weight(simulate(self.angles, self.spec, backward=c.backward, max_block=c.max_block, engine=c.engine))
         self.scale.fill_(target_std / raw.std().clamp_min(1e-12).item())
 
     def transform(self, probs: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,9 @@ the entangling ladder is one gather (CNOT) or sign flip (CZ).
 Two paths:
 
 * real (RY + CNOT/CZ): real amplitudes; the default ``adjoint`` backward stores no intermediate
-  state and recomputes the state backwards alongside the adjoint vector (memory O(C 2^n)).
+  state and recomputes the state backwards alongside the adjoint vector (memory O(C 2^n)). On the
+  CPU it runs in the compiled engine (:mod:`.native`), which keeps each circuit's state in cache
+  for all its layers; elsewhere, or without a compiler, in torch.
 * complex (any of RX/RY/RZ/U3): complex amplitudes, plain autograd, optionally checkpointed
   per layer.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from . import native
 from .circuits import CircuitSpec
 from .gates import (
     Entangler,
@@ -32,6 +35,7 @@ from .gates import (
 )
 
 BACKWARDS = ("adjoint", "autograd", "checkpoint")
+ENGINES = ("auto", "native", "torch")
 
 
 def _zero_state(batch: int, n: int, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -81,6 +85,45 @@ class _RealAdjoint(torch.autograd.Function):
         return grads, None, None
 
 
+class _RealNative(torch.autograd.Function):
+    """RY + CNOT/CZ circuits in the compiled CPU engine, adjoint backward."""
+
+    @staticmethod
+    def forward(ctx, theta: torch.Tensor, kind: str, sign: torch.Tensor | None) -> torch.Tensor:  # noqa: D102
+        states, probs = native.forward(theta, kind, sign)
+        ctx.save_for_backward(theta, states)
+        ctx.kind, ctx.sign = kind, sign
+        return probs
+
+    @staticmethod
+    def backward(ctx, grad_probs: torch.Tensor):  # noqa: D102
+        theta, states = ctx.saved_tensors
+        return native.backward(theta, ctx.kind, ctx.sign, states, grad_probs), None, None
+
+
+def _native_entangler(spec: CircuitSpec, dtype: torch.dtype) -> tuple[str, torch.Tensor | None]:
+    pairs = spec.pairs()
+    if not pairs:
+        return "none", None
+    if spec.entangler == "cz":
+        return "cz", Entangler(spec, torch.device("cpu"), dtype).sign
+    return ("cnot_ring" if len(pairs) == spec.n_qubits else "cnot"), None
+
+
+def _use_native(engine: str, spec: CircuitSpec, angles: torch.Tensor, backward: str) -> bool:
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {list(ENGINES)}")
+    if engine == "torch":
+        return False
+    fits = spec.is_real and backward == "adjoint" and angles.device.type == "cpu"
+    if engine == "native":
+        if not fits:
+            raise ValueError("the native engine runs RY-only circuits with the adjoint backward on the CPU")
+        native.library()  # raises NativeUnavailable with the reason
+        return True
+    return fits and native.available()
+
+
 def _complex_layer(psi: torch.Tensor, angles: torch.Tensor, spec: CircuitSpec, sizes, ent: Entangler) -> torch.Tensor:
     mats = layer_matrices(spec, angles, psi.dtype)
     return ent.forward(apply_blocks(psi, kron_blocks(mats, sizes)))
@@ -91,6 +134,7 @@ def simulate(
     spec: CircuitSpec,
     backward: str = "adjoint",
     max_block: int = 5,
+    engine: str = "auto",
 ) -> torch.Tensor:
     """Exact basis-state probabilities of a batch of circuits.
 
@@ -99,7 +143,9 @@ def simulate(
         spec: the circuit all C circuits share.
         backward: ``adjoint`` (real path; falls back to ``checkpoint`` on the complex path),
             ``autograd`` (store every intermediate state) or ``checkpoint`` (recompute per layer).
-        max_block: most qubits fused into one Kronecker block.
+        max_block: most qubits fused into one Kronecker block (torch engine).
+        engine: ``auto`` (the compiled CPU engine where it applies and builds, else torch),
+            ``native`` (require it) or ``torch``.
 
     Returns:
         (C, 2^n) probabilities, each row summing to 1, with qubit 0 as the most significant bit.
@@ -111,10 +157,13 @@ def simulate(
         raise ValueError(f"angles must have shape (C, {', '.join(map(str, expected))}), got {tuple(angles.shape)}")
     if not angles.is_floating_point():
         raise TypeError(f"angles must be float32 or float64, got {angles.dtype}")
+    use_native = _use_native(engine, spec, angles, backward)
     sizes = block_sizes(spec.n_qubits, max_block)
     batch, n = angles.shape[0], spec.n_qubits
     if spec.is_real:
         theta = angles[:, :, 0]
+        if use_native:
+            return _RealNative.apply(theta, *_native_entangler(spec, angles.dtype))
         ent = Entangler(spec, angles.device, angles.dtype)
         if backward == "adjoint":
             return _RealAdjoint.apply(theta, sizes, ent)

@@ -1,0 +1,137 @@
+"""The compiled CPU engine against the torch engine, its threading, and its fallbacks."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hqctf.quantum import CircuitSpec, simulate
+
+ENGINE_CASES = [
+    # n, layers, entangler, ring
+    (1, 1, "cnot", True),
+    (2, 3, "cnot", False),
+    (3, 2, "cnot", True),
+    (4, 2, "cnot", True),  # smallest size on the fused entangle + 8x8 block path
+    (4, 3, "cz", True),
+    (5, 1, "none", False),
+    (6, 4, "cnot", False),
+    (7, 3, "cz", False),
+    (9, 2, "cnot", True),
+    (11, 2, "cnot", True),
+]
+
+
+@pytest.mark.parametrize("engine", ["native"])
+@pytest.mark.parametrize("n, layers, entangler, ring", ENGINE_CASES)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_native_matches_torch_engine(n, layers, entangler, ring, dtype, engine, native_engine):
+    spec = CircuitSpec(n, layers, entangler=entangler, ring=ring)
+    gen = torch.Generator().manual_seed(n * 10 + layers)
+    angles = (torch.rand(6, *spec.angle_shape, generator=gen, dtype=dtype) * 6.3).requires_grad_()
+    weights = torch.randn(6, 1 << n, generator=gen, dtype=dtype)
+    grads = {}
+    for eng in ("native", "torch"):
+        probs = simulate(angles, spec, engine=eng)
+        (grads[eng],) = torch.autograd.grad((probs * weights).sum(), angles)
+        grads[eng + "-probs"] = probs.detach()
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(grads["native-probs"], grads["torch-probs"], atol=tol, rtol=0)
+    torch.testing.assert_close(grads["native"], grads["torch"], atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("engine", ["native"])
+def test_threaded_batches_equal_one_thread(engine, native_engine):
+    """A batch big enough to be split over threads gives bit-identical results to a single-thread run."""
+    spec = CircuitSpec(10, 3)
+    angles = (torch.rand(37, *spec.angle_shape, dtype=torch.float64) * 6).requires_grad_()
+    weights = torch.randn(37, 1 << 10, dtype=torch.float64)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for t in (1, 3):
+            torch.set_num_threads(t)
+            probs = simulate(angles, spec, engine="native")
+            results.append((probs.detach(), torch.autograd.grad((probs * weights).sum(), angles)[0]))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("engine", ["native"])
+def test_native_gradcheck(engine, native_engine):
+    spec = CircuitSpec(5, 3)
+    angles = (torch.rand(2, *spec.angle_shape, dtype=torch.float64) * 6).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: simulate(a, spec, engine="native"), (angles,))
+
+
+def test_native_engine_refuses_what_it_cannot_run():
+    with pytest.raises(ValueError, match="RY-only circuits with the adjoint backward"):
+        simulate(torch.zeros(1, 1, 2, 3), CircuitSpec(3, 1, ("rx", "ry")), engine="native")
+    with pytest.raises(ValueError, match="RY-only circuits with the adjoint backward"):
+        simulate(torch.zeros(1, 1, 1, 3), CircuitSpec(3, 1), backward="autograd", engine="native")
+    with pytest.raises(ValueError, match=r"unknown engine 'gpu'; choose from \['auto', 'native', 'torch'\]"):
+        simulate(torch.zeros(1, 1, 1, 3), CircuitSpec(3, 1), engine="gpu")
+
+
+_PROBE = """
+import logging, torch
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+from hqctf.quantum import CircuitSpec, native, simulate
+spec = CircuitSpec(4, 2)
+angles = torch.linspace(0, 3, 8, dtype=torch.float64).reshape(1, 2, 1, 4)
+print(native.available(), float(simulate(angles, spec)[0, 5]), float(simulate(angles, spec, engine="torch")[0, 5]))
+"""
+
+
+def _probe(tmp_path, **env):
+    full = {**os.environ, "HQCTF_NATIVE_DIR": str(tmp_path / "native"), **env}
+    done = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, env=full, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split(), done.stderr
+
+
+@pytest.mark.parametrize(
+    "env, reason",
+    [({"HQCTF_NATIVE": "0"}, "disabled by HQCTF_NATIVE=0"), ({"CXX": "/nonexistent/c++"}, "no C++ compiler")],
+    ids=["disabled", "no-compiler"],
+)
+def test_auto_falls_back_to_torch_and_says_why(tmp_path, env, reason):
+    (available, auto, torch_path), stderr = _probe(tmp_path, **env)
+    assert available == "False" and auto == torch_path
+    assert "native simulator unavailable, using the torch path" in stderr and reason in stderr
+    assert not (tmp_path / "native").exists() or not any((tmp_path / "native").iterdir())
+
+
+@pytest.mark.parametrize("engine", ["native"])
+def test_library_is_compiled_once_into_the_cache(tmp_path, engine, native_engine):
+    (available, auto, torch_path), _ = _probe(tmp_path)
+    assert available == "True" and abs(float(auto) - float(torch_path)) < 1e-12
+    built = sorted((tmp_path / "native").iterdir())
+    assert len(built) == 1 and built[0].suffix == ".so"
+    stamp = built[0].stat().st_mtime_ns
+    _probe(tmp_path)
+    assert sorted((tmp_path / "native").iterdir()) == built and built[0].stat().st_mtime_ns == stamp
+
+
+def _child_sum(_):
+    torch.set_num_threads(2)  # a batch this size is then split over the thread pool
+    spec = CircuitSpec(10, 2)
+    return float(simulate(torch.full((64, *spec.angle_shape), 0.3), spec, engine="native").sum())
+
+
+@pytest.mark.parametrize("engine", ["native"])
+def test_forked_children_get_their_own_threads(engine, native_engine):
+    """A DataLoader-style fork after the parent used the thread pool must not wait on the parent's threads."""
+    import multiprocessing
+
+    threads = torch.get_num_threads()
+    try:
+        parent = _child_sum(None)
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            child = pool.map_async(_child_sum, [0]).get(timeout=120)[0]
+    finally:
+        torch.set_num_threads(threads)
+    assert abs(child - parent) < 1e-3 and abs(parent - 64) < 1e-3
