@@ -134,8 +134,6 @@ def _import_torchquantum():
 
 def _build_step(tool: str, n: int, layers: int, angles, weights):
     """A closure running forward + loss + backward once; returns (probs, grad of the (k, L, n) angles)."""
-    import torch
-
     k = angles.shape[0]
     info: dict = {}
     if tool.startswith("hqctf"):
@@ -483,8 +481,6 @@ def measure_all(args, log, command: str) -> dict:
     log(f"  copy {bw['copy_gbs']:.1f} GB/s, add {bw['add_gbs']:.1f} GB/s")
 
     # correctness: every tool's probabilities and angle gradients against hqctf's torch adjoint path, in this process
-    import torch
-
     from hqctf.quantum import CircuitSpec, simulate
 
     n, layers, circuits = CHECK_CASE

@@ -1,0 +1,131 @@
+"""Compiled CPU kernels: build a C++ source once per machine, load it with ctypes, split work over threads.
+
+A source is compiled on first use with the system C++ compiler (``$CXX`` or ``c++``) into a per-user
+cache (``$HQCTF_NATIVE_DIR``, else ``$XDG_CACHE_HOME/hqctf/native``), keyed by the source, the
+compiler and the CPU, and renamed into place atomically so concurrent processes can race safely.
+Without a compiler, or with ``HQCTF_NATIVE=0``, loading raises :class:`NativeUnavailable` and callers
+use their torch path. ctypes releases the GIL during calls, so a thread pool runs kernels in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c++17")
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+class NativeUnavailable(RuntimeError):
+    """A compiled kernel library cannot be built or loaded here."""
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("HQCTF_NATIVE_DIR"):
+        return Path(os.environ["HQCTF_NATIVE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hqctf" / "native"
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+def _compile(compiler: str, source: Path, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *FLAGS, str(source), "-o", tmp], capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            raise NativeUnavailable(f"{compiler} failed on {source}: {done.stderr.strip().splitlines()[-1:]}")
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@lru_cache(maxsize=None)
+def load(source: Path) -> ctypes.CDLL:
+    """The library built from ``source``, compiled first if this machine has none cached yet."""
+    if os.environ.get("HQCTF_NATIVE", "1") == "0":
+        raise NativeUnavailable("disabled by HQCTF_NATIVE=0")
+    compiler = os.environ.get("CXX", "c++")
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NativeUnavailable(f"no C++ compiler {compiler!r}: {exc}") from exc
+    key = hashlib.sha256("\0".join((source.read_text(), " ".join(FLAGS), version, _cpu_flags())).encode())
+    path = _cache_dir() / f"hqctf-{source.parent.name}-{source.stem}-{key.hexdigest()[:16]}.so"
+    if not path.exists():
+        log.info("compiling %s -> %s", source, path)
+        _compile(compiler, source, path)
+    return ctypes.CDLL(str(path))
+
+
+def available(library: Callable[[], ctypes.CDLL], what: str) -> bool:
+    """True when ``library()`` loads; otherwise warns once, naming ``what`` falls back to torch."""
+    try:
+        library()
+    except (NativeUnavailable, OSError) as exc:
+        if what not in _warned:
+            log.warning("hqctf %s unavailable, using the torch path: %s", what, exc)
+            _warned.add(what)
+        return False
+    return True
+
+
+@lru_cache(maxsize=1)
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    """One pool per thread count and process (a forked child must not reuse its parent's dead threads)."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="hqctf-native")
+
+
+def run_split(fn, total: int, serial: bool, args: tuple, first_arg: int = 1) -> None:
+    """Call ``fn(*args[:first_arg], start, stop, *args[first_arg:])`` over contiguous ranges of [0, total).
+
+    One range per torch thread (one range when ``serial``); a non-zero return code raises MemoryError.
+    """
+    threads = 1 if serial else min(torch.get_num_threads(), total)
+    edges = [total * i // threads for i in range(max(threads, 1) + 1)]
+    bounds = list(zip(edges[:-1], edges[1:]))
+
+    def call(bound: tuple[int, int]) -> int:
+        return fn(*args[:first_arg], bound[0], bound[1], *args[first_arg:])
+
+    codes = [call(bounds[0])] if len(bounds) == 1 else list(_pool(len(bounds), os.getpid()).map(call, bounds))
+    if any(codes):
+        raise MemoryError(f"{getattr(fn, '__name__', fn)}: could not allocate work buffers")
+
+
+def suffix(dtype: torch.dtype) -> str:
+    """Kernel name suffix of a floating dtype."""
+    if dtype == torch.float32:
+        return "f32"
+    if dtype == torch.float64:
+        return "f64"
+    raise TypeError(f"compiled kernels support float32 and float64, got {dtype}")
+
+
+def pointer(t: torch.Tensor | None) -> int | None:
+    """Data pointer of a contiguous CPU tensor, or NULL."""
+    return None if t is None else t.data_ptr()
