@@ -454,7 +454,7 @@ def measure_all(args, log, command: str) -> dict:
     reusable = {}
     for row in prev.get("rows", []):
         for tool, res in row["tools"].items():
-            if "error" not in res and (res.get("others_cpu") or 0) <= limit:
+            if "error" not in res and (res.get("others_cpu") or 0) <= limit and tool not in args.remeasure:
                 reusable[(row["n"], row["L"], row["C"], tool)] = res
     if prev:
         log(f"reusing {len(reusable)} undisturbed measurements from {args.reuse}")
@@ -853,6 +853,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="save the raw measurements here (after every case)")
     p.add_argument("--reuse", type=Path, default=None,
                    help="a --json file of an earlier run: keep its undisturbed measurements, re-measure the rest")
+    p.add_argument("--remeasure", nargs="+", default=[], choices=TOOLS,
+                   help="with --reuse: measure these tools again anyway (e.g. after changing them)")
     p.add_argument("--max-wait-total", type=float, default=600.0,
                    help="stop waiting for an idle machine once this many seconds were spent waiting in all")
     p.add_argument("--max-case-seconds", type=float, default=60.0,

@@ -101,3 +101,32 @@ def _rt_utils_masks(series: Path, rtstruct: Path, lps: np.ndarray, shape: tuple[
 def rt_utils_masks():
     """Function (series folder, RTSTRUCT, reader LPS affine, shape, ROI names) -> ({name: mask}, usable rows/columns)."""
     return _rt_utils_masks
+
+
+def _require(library, what: str) -> None:
+    from hqctf.compiled import NativeUnavailable
+
+    try:
+        library()
+    except (NativeUnavailable, OSError) as exc:
+        if os.environ.get("HQCTF_REQUIRE_NATIVE") == "1":
+            pytest.fail(f"{what} required but unavailable: {exc}")
+        pytest.skip(f"{what} unavailable: {exc}")
+
+
+@pytest.fixture
+def native_engine(request) -> None:
+    """Skip a test parametrised with engine="native" where no C++ compiler builds the compiled simulator
+    (fail instead with HQCTF_REQUIRE_NATIVE=1, as CI does)."""
+    from hqctf.quantum import native
+
+    if getattr(getattr(request.node, "callspec", None), "params", {}).get("engine", "native") == "native":
+        _require(native.library, "native simulator")
+
+
+@pytest.fixture
+def native_mapping() -> None:
+    """Skip (or fail, with HQCTF_REQUIRE_NATIVE=1) where the compiled mapping kernels cannot be built."""
+    from hqctf.qpg import native
+
+    _require(native.library, "native mapping kernels")

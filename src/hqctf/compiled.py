@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c++17")
+FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-fPIC", "-shared", "-std=c++17")
 
 log = logging.getLogger(__name__)
 _warned: set[str] = set()
@@ -100,19 +100,19 @@ def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="hqctf-native")
 
 
-def run_split(fn, total: int, serial: bool, args: tuple, first_arg: int = 1) -> None:
-    """Call ``fn(*args[:first_arg], start, stop, *args[first_arg:])`` over contiguous ranges of [0, total).
+def ranges(total: int, serial: bool) -> list[tuple[int, int]]:
+    """[0, total) cut into one contiguous range per torch thread (a single range when ``serial``)."""
+    parts = max(1, 1 if serial else min(torch.get_num_threads(), total))
+    edges = [total * i // parts for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
-    One range per torch thread (one range when ``serial``); a non-zero return code raises MemoryError.
-    """
-    threads = 1 if serial else min(torch.get_num_threads(), total)
-    edges = [total * i // threads for i in range(max(threads, 1) + 1)]
-    bounds = list(zip(edges[:-1], edges[1:]))
 
-    def call(bound: tuple[int, int]) -> int:
-        return fn(*args[:first_arg], bound[0], bound[1], *args[first_arg:])
-
-    codes = [call(bounds[0])] if len(bounds) == 1 else list(_pool(len(bounds), os.getpid()).map(call, bounds))
+def run_all(fn, calls: list[tuple]) -> None:
+    """``fn(*args)`` for every args tuple, in parallel on the thread pool; non-zero return codes raise MemoryError."""
+    if len(calls) == 1:
+        codes = [fn(*calls[0])]
+    else:
+        codes = list(_pool(len(calls), os.getpid()).map(lambda args: fn(*args), calls))
     if any(codes):
         raise MemoryError(f"{getattr(fn, '__name__', fn)}: could not allocate work buffers")
 

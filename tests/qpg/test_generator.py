@@ -151,7 +151,7 @@ def test_chunked_mapping_matches_plain_autograd(monkeypatch, hidden, activation)
     from hqctf.qpg import generator
 
     torch.manual_seed(0)
-    mapping = generator.MappingNetwork(6, 50, hidden, 2, activation).double()
+    mapping = generator.MappingNetwork(6, 50, hidden, 2, activation, engine="torch").double()
     q = torch.randn(13, 50, dtype=torch.float64, requires_grad=True)
     g = torch.randn(13, 100, dtype=torch.float64)
     params = [q, *mapping.parameters()]

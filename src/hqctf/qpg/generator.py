@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..quantum import CircuitSpec, simulate
+from . import native
 from .config import QPGConfig
 from .targets import TargetError, from_matrix, weight_rows
 
@@ -68,17 +69,39 @@ class _ChunkedRecompute(torch.autograd.Function):
         return (None, None, None, grad_q, *grad_params)
 
 
+class _NativeMapping(torch.autograd.Function):
+    """One-hidden-layer mapping in the compiled kernels: activations recomputed in backward, never stored."""
+
+    @staticmethod
+    def forward(ctx, q, a, p, w, b, activation: str) -> torch.Tensor:  # noqa: D102
+        q, a_t, p, w, b = (t.contiguous() for t in (q, a.t(), p, w, b))
+        ctx.save_for_backward(q, a_t, p, w)
+        ctx.activation = activation
+        return native.forward(q, a_t, p, w, b, activation)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # noqa: D102
+        q, a_t, p, w = ctx.saved_tensors
+        grad_q, grad_a_t, grad_p, grad_w, grad_b = native.backward(q, a_t, p, w, grad.contiguous(), ctx.activation)
+        return grad_q, grad_a_t.t(), grad_p, grad_w, grad_b, None
+
+
 class MappingNetwork(nn.Module):
     """Maps each basis state's [bit string, transformed probability] to ``chunk`` weights.
 
     Only the first ``n_states`` basis states are mapped (the rest would be truncated away). The first
     layer is split into a bit-string part (computed once for all channels) and a probability part,
-    so the (channels, states, n+1) input is never materialised. Under autograd, channels are mapped in
-    chunks whose hidden activations are recomputed in backward instead of stored.
+    so the (channels, states, n+1) input is never materialised. Its hidden activations are never all
+    stored either: one hidden layer with ``tanh`` or ``none`` on the CPU runs in the compiled kernels
+    (``engine`` ``auto`` or ``native``); otherwise, under autograd, channels are mapped in chunks that
+    are recomputed in backward.
     """
 
-    def __init__(self, n_qubits: int, n_states: int, hidden: tuple[int, ...], chunk: int, activation: str):
+    def __init__(
+        self, n_qubits: int, n_states: int, hidden: tuple[int, ...], chunk: int, activation: str, engine: str = "auto"
+    ):
         super().__init__()
+        self.activation, self.engine = activation, engine
         widths = (*hidden, chunk)
         self.bits_in = nn.Linear(n_qubits, widths[0])
         self.prob_in = nn.Parameter(torch.empty(widths[0]).uniform_(-1, 1) / math.sqrt(n_qubits + 1))
@@ -88,12 +111,30 @@ class MappingNetwork(nn.Module):
 
     def forward(self, q: torch.Tensor) -> torch.Tensor:
         """q (channels, n_states) -> weights (channels, n_states * chunk)."""
+        if self._use_native(q):
+            a = self.bits_in(self.bits.to(q.dtype))
+            out = self.hidden[0]
+            return _NativeMapping.apply(q, a, self.prob_in, out.weight, out.bias, self.activation)
         params = tuple(p for p in self.parameters() if p.requires_grad)
         if not torch.is_grad_enabled() or not (q.requires_grad or params):
             return self._map(q)
         widest = max(layer.out_features for layer in (self.bits_in, *self.hidden))
         rows = max(1, CHUNK_ELEMENTS // (q.shape[1] * widest))
         return _ChunkedRecompute.apply(self._map, rows, params, q, *params)
+
+    def _use_native(self, q: torch.Tensor) -> bool:
+        fits = (
+            len(self.hidden) == 1
+            and self.activation in native.ACTIVATIONS
+            and q.device.type == "cpu"
+            and q.dtype in (torch.float32, torch.float64)
+        )
+        if self.engine == "native":
+            if not fits:
+                raise ValueError("the native mapping network needs one hidden layer, tanh or none, float32/64 on the CPU")
+            native.library()  # raises NativeUnavailable with the reason
+            return True
+        return self.engine == "auto" and fits and native.available()
 
     def _map(self, q: torch.Tensor) -> torch.Tensor:
         h = self.bits_in(self.bits.to(q.dtype)) + q[..., None] * self.prob_in
@@ -126,7 +167,7 @@ class QPGGenerator(nn.Module):
         self.angles = nn.Parameter(torch.rand(self.rows, *self.spec.angle_shape) * (2 * math.pi))
         self.n_states = math.ceil(self.per_row / config.chunk)
         self.mapping = MappingNetwork(
-            n, self.n_states, tuple(config.mapping_hidden), config.chunk, config.mapping_activation
+            n, self.n_states, tuple(config.mapping_hidden), config.chunk, config.mapping_activation, config.engine
         )
         self.log_gain = nn.Parameter(torch.zeros(()))
         self.register_buffer("scale", torch.ones(()))

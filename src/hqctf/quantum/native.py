@@ -46,12 +46,10 @@ def forward(theta: torch.Tensor, kind: str, sign: torch.Tensor | None):
     batch, n_layers, n = theta.shape
     states = torch.empty(batch, 1 << n, dtype=theta.dtype)
     probs = torch.empty_like(states)
-    compiled.run_split(
-        getattr(library(), f"hq_forward_{compiled.suffix(theta.dtype)}"),
-        batch,
-        batch * n_layers * n << n < MIN_PARALLEL_WORK,
-        (theta.data_ptr(), n_layers, n, KINDS[kind], compiled.pointer(sign), states.data_ptr(), probs.data_ptr()),
-    )
+    fn = getattr(library(), f"hq_forward_{compiled.suffix(theta.dtype)}")
+    args = (n_layers, n, KINDS[kind], compiled.pointer(sign), states.data_ptr(), probs.data_ptr())
+    parts = compiled.ranges(batch, batch * n_layers * n << n < MIN_PARALLEL_WORK)
+    compiled.run_all(fn, [(theta.data_ptr(), first, last, *args) for first, last in parts])
     return states, probs
 
 
@@ -66,13 +64,8 @@ def backward(
     theta, grad_probs = theta.contiguous(), grad_probs.contiguous().to(theta.dtype)
     batch, n_layers, n = theta.shape
     grad = torch.empty_like(theta)
-    compiled.run_split(
-        getattr(library(), f"hq_backward_{compiled.suffix(theta.dtype)}"),
-        batch,
-        batch * n_layers * n << n < MIN_PARALLEL_WORK,
-        (
-            theta.data_ptr(), n_layers, n, KINDS[kind], compiled.pointer(sign),
-            states.data_ptr(), grad_probs.data_ptr(), grad.data_ptr(),
-        ),
-    )
+    fn = getattr(library(), f"hq_backward_{compiled.suffix(theta.dtype)}")
+    args = (n_layers, n, KINDS[kind], compiled.pointer(sign), states.data_ptr(), grad_probs.data_ptr(), grad.data_ptr())
+    parts = compiled.ranges(batch, batch * n_layers * n << n < MIN_PARALLEL_WORK)
+    compiled.run_all(fn, [(theta.data_ptr(), first, last, *args) for first, last in parts])
     return grad
