@@ -64,9 +64,15 @@ def _compile(compiler: str, source: Path, out: Path) -> None:
             os.unlink(tmp)
 
 
+POINTER, INT64, INT32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+
 @lru_cache(maxsize=None)
-def load(source: Path) -> ctypes.CDLL:
-    """The library built from ``source``, compiled first if this machine has none cached yet."""
+def load(source: Path, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL:
+    """The library built from ``source``, compiled first if this machine has none cached yet.
+
+    ``signatures``: (name, argument ctypes) of its functions; each exists as ``name_f32`` and ``name_f64``.
+    """
     if os.environ.get("HQCTF_NATIVE", "1") == "0":
         raise NativeUnavailable("disabled by HQCTF_NATIVE=0")
     compiler = os.environ.get("CXX", "c++")
@@ -79,7 +85,11 @@ def load(source: Path) -> ctypes.CDLL:
     if not path.exists():
         log.info("compiling %s -> %s", source, path)
         _compile(compiler, source, path)
-    return ctypes.CDLL(str(path))
+    lib = ctypes.CDLL(str(path))
+    for name, argtypes in signatures:
+        for suffix in ("f32", "f64"):
+            getattr(lib, f"{name}_{suffix}").argtypes = list(argtypes)
+    return lib
 
 
 def available(library: Callable[[], ctypes.CDLL], what: str) -> bool:

@@ -6,7 +6,6 @@ Built and loaded through :mod:`hqctf.compiled`; basis states are split over the 
 from __future__ import annotations
 
 import ctypes
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -18,15 +17,16 @@ ACTIVATIONS = {"none": 0, "tanh": 1}
 MIN_PARALLEL_WORK = 1 << 17  # hidden activations below which one thread is faster
 
 
-@lru_cache(maxsize=None)
+_P, _I64, _I32 = compiled.POINTER, compiled.INT64, compiled.INT32
+SIGNATURES = (
+    ("hq_map_forward", (_I64, _I64, *[_P] * 5, _I64, _I64, _I32, _I32, _I32, _P)),
+    ("hq_map_backward", (_I64, _I64, *[_P] * 5, _I64, _I64, _I32, _I32, _I32, *[_P] * 5)),
+)
+
+
 def library() -> ctypes.CDLL:
     """The loaded kernel library (compiled on first use); raises NativeUnavailable with the reason."""
-    lib = compiled.load(SOURCE)
-    ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    for suffix in ("f32", "f64"):
-        getattr(lib, f"hq_map_forward_{suffix}").argtypes = [i64, i64, *[ptr] * 5, i64, i64, i32, i32, i32, ptr]
-        getattr(lib, f"hq_map_backward_{suffix}").argtypes = [i64, i64, *[ptr] * 5, i64, i64, i32, i32, i32, *[ptr] * 5]
-    return lib
+    return compiled.load(SOURCE, SIGNATURES)
 
 
 def available() -> bool:

@@ -6,7 +6,6 @@ Built and loaded through :mod:`hqctf.compiled`; circuits are split over the torc
 from __future__ import annotations
 
 import ctypes
-from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -21,15 +20,16 @@ KINDS = {"none": 0, "cnot": 1, "cz": 2, "cnot_ring": 3}
 MIN_PARALLEL_WORK = 1 << 16  # amplitude updates below which one thread is faster
 
 
-@lru_cache(maxsize=None)
+_P, _I64, _I32 = compiled.POINTER, compiled.INT64, compiled.INT32
+SIGNATURES = (
+    ("hq_forward", (_P, _I64, _I64, _I32, _I32, _I32, _P, _P, _P)),
+    ("hq_backward", (_P, _I64, _I64, _I32, _I32, _I32, _P, _P, _P, _P)),
+)
+
+
 def library() -> ctypes.CDLL:
     """The loaded kernel library (compiled on first use); raises NativeUnavailable with the reason."""
-    lib = compiled.load(SOURCE)
-    ptr, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-    for suffix in ("f32", "f64"):
-        getattr(lib, f"hq_forward_{suffix}").argtypes = [ptr, i64, i64, i32, i32, i32, ptr, ptr, ptr]
-        getattr(lib, f"hq_backward_{suffix}").argtypes = [ptr, i64, i64, i32, i32, i32, ptr, ptr, ptr, ptr]
-    return lib
+    return compiled.load(SOURCE, SIGNATURES)
 
 
 def available() -> bool:
