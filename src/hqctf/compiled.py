@@ -22,10 +22,10 @@ from typing import Callable
 
 import torch
 
+ENGINES = ("auto", "native", "torch")  # auto: compiled where it applies and builds, else torch
 FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-fPIC", "-shared", "-std=c++17")
 
 log = logging.getLogger(__name__)
-_warned: set[str] = set()
 
 
 class NativeUnavailable(RuntimeError):
@@ -67,39 +67,63 @@ def _compile(compiler: str, source: Path, out: Path) -> None:
 POINTER, INT64, INT32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
 
-@lru_cache(maxsize=None)
 def load(source: Path, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL:
     """The library built from ``source``, compiled first if this machine has none cached yet.
 
     ``signatures``: (name, argument ctypes) of its functions; each exists as ``name_f32`` and ``name_f64``.
+    A failure is remembered too, so callers on a hot path never retry the compiler.
     """
-    if os.environ.get("HQCTF_NATIVE", "1") == "0":
-        raise NativeUnavailable("disabled by HQCTF_NATIVE=0")
-    compiler = os.environ.get("CXX", "c++")
+    result = _load(source, signatures)
+    if isinstance(result, Exception):
+        raise NativeUnavailable(str(result))
+    return result
+
+
+@lru_cache(maxsize=None)
+def _load(source: Path, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL | Exception:
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NativeUnavailable(f"no C++ compiler {compiler!r}: {exc}") from exc
-    key = hashlib.sha256("\0".join((source.read_text(), " ".join(FLAGS), version, _cpu_flags())).encode())
-    path = _cache_dir() / f"hqctf-{source.parent.name}-{source.stem}-{key.hexdigest()[:16]}.so"
-    if not path.exists():
-        log.info("compiling %s -> %s", source, path)
-        _compile(compiler, source, path)
-    lib = ctypes.CDLL(str(path))
+        if os.environ.get("HQCTF_NATIVE", "1") == "0":
+            raise NativeUnavailable("disabled by HQCTF_NATIVE=0")
+        compiler = os.environ.get("CXX", "c++")
+        try:
+            version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise NativeUnavailable(f"no C++ compiler {compiler!r}: {exc}") from exc
+        key = hashlib.sha256("\0".join((source.read_text(), " ".join(FLAGS), version, _cpu_flags())).encode())
+        path = _cache_dir() / f"hqctf-{source.parent.name}-{source.stem}-{key.hexdigest()[:16]}.so"
+        if not path.exists():
+            log.info("compiling %s -> %s", source, path)
+            _compile(compiler, source, path)
+        lib = ctypes.CDLL(str(path))
+    except (NativeUnavailable, OSError) as exc:
+        log.warning("hqctf compiled kernels %s/%s unavailable, using the torch path: %s", source.parent.name, source.name, exc)
+        return exc
     for name, argtypes in signatures:
         for suffix in ("f32", "f64"):
             getattr(lib, f"{name}_{suffix}").argtypes = list(argtypes)
     return lib
 
 
-def available(library: Callable[[], ctypes.CDLL], what: str) -> bool:
-    """True when ``library()`` loads; otherwise warns once, naming ``what`` falls back to torch."""
+def use_native(engine: str, fits: bool, library: Callable[[], ctypes.CDLL], refusal: str) -> bool:
+    """Whether to run the compiled kernels for ``engine`` (one of ENGINES) on work they can (``fits``) or cannot do.
+
+    ``native`` insists: ``refusal`` (a ValueError) when they cannot do it, NativeUnavailable when they do not
+    build; ``auto`` falls back to torch in both cases (the build failure is logged once).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {list(ENGINES)}")
+    if engine == "torch":
+        return False
+    if engine == "native":
+        if not fits:
+            raise ValueError(refusal)
+        library()
+        return True
+    if not fits:
+        return False
     try:
         library()
-    except (NativeUnavailable, OSError) as exc:
-        if what not in _warned:
-            log.warning("hqctf %s unavailable, using the torch path: %s", what, exc)
-            _warned.add(what)
+    except NativeUnavailable:
         return False
     return True
 

@@ -82,7 +82,12 @@ logging.basicConfig(level=logging.WARNING, format="%(message)s")
 from hqctf.quantum import CircuitSpec, native, simulate
 spec = CircuitSpec(4, 2)
 angles = torch.linspace(0, 3, 8, dtype=torch.float64).reshape(1, 2, 1, 4)
-print(native.available(), float(simulate(angles, spec)[0, 5]), float(simulate(angles, spec, engine="torch")[0, 5]))
+try:
+    native.library()
+    built = True
+except native.NativeUnavailable:
+    built = False
+print(built, float(simulate(angles, spec)[0, 5]), float(simulate(angles, spec, engine="torch")[0, 5]))
 """
 
 
@@ -101,7 +106,8 @@ def _probe(tmp_path, **env):
 def test_auto_falls_back_to_torch_and_says_why(tmp_path, env, reason):
     (available, auto, torch_path), stderr = _probe(tmp_path, **env)
     assert available == "False" and auto == torch_path
-    assert "native simulator unavailable, using the torch path" in stderr and reason in stderr
+    assert "compiled kernels quantum/kernels.cpp unavailable, using the torch path" in stderr and reason in stderr
+    assert stderr.count("unavailable, using the torch path") == 1  # the failure is remembered, not retried
     assert not (tmp_path / "native").exists() or not any((tmp_path / "native").iterdir())
 
 

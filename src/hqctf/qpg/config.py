@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..compiled import ENGINES
+
 
 @dataclass
 class TargetConfig:
@@ -66,8 +68,8 @@ class QPGConfig(TargetConfig):
             raise ValueError(f"unknown transform {self.transform!r}; choose from ['scaled', 'qt']")
         if self.mapping_activation not in ("tanh", "gelu", "none"):
             raise ValueError(f"unknown mapping_activation {self.mapping_activation!r}; choose from ['tanh', 'gelu', 'none']")
-        if self.engine not in ("auto", "native", "torch"):
-            raise ValueError(f"unknown engine {self.engine!r}; choose from ['auto', 'native', 'torch']")
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r}; choose from {list(ENGINES)}")
         if self.chunk < 1 or self.n_layers < 1:
             raise ValueError(f"chunk and n_layers must be >= 1, got {self.chunk}, {self.n_layers}")
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from .. import compiled
 from ..quantum import CircuitSpec, simulate
 from . import native
 from .config import QPGConfig
@@ -129,12 +130,8 @@ class MappingNetwork(nn.Module):
             and q.device.type == "cpu"
             and q.dtype in (torch.float32, torch.float64)
         )
-        if self.engine == "native":
-            if not fits:
-                raise ValueError("the native mapping network needs one hidden layer, tanh or none, float32/64 on the CPU")
-            native.library()  # raises NativeUnavailable with the reason
-            return True
-        return self.engine == "auto" and fits and native.available()
+        refusal = "the native mapping network needs one hidden layer, tanh or none, float32/64 on the CPU"
+        return compiled.use_native(self.engine, fits, native.library, refusal)
 
     def _map(self, q: torch.Tensor) -> torch.Tensor:
         h = self.bits_in(self.bits.to(q.dtype)) + q[..., None] * self.prob_in

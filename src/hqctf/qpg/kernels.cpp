@@ -20,7 +20,7 @@ constexpr int64_t BLOCK = 64;  // states per block: a_t's block (H x 64) stays i
 enum Activation { IDENTITY = 0, TANH = 1 };
 
 // tanh in float: odd Taylor series up to x^15 below 0.55, else (1 - e) / (1 + e) with e = exp(-2|x|)
-// from a degree-7 polynomial on the reduced argument; ~2e-7 relative error. Branch-free, so the loops
+// from a degree-7 polynomial on the reduced argument; under 3e-7 relative error (tested). Branch-free, so the loops
 // calling it vectorise (with -fno-trapping-math, which lets the compiler compute both sides of a select).
 inline float tanh_approx(float x) {
     const float a = std::min(std::fabs(x), 9.0f);

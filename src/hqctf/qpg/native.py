@@ -29,11 +29,6 @@ def library() -> ctypes.CDLL:
     return compiled.load(SOURCE, SIGNATURES)
 
 
-def available() -> bool:
-    """True when the compiled mapping kernels load (compiling them on first call); warns once why not otherwise."""
-    return compiled.available(library, "native mapping network")
-
-
 def _parts(channels: int, states: int, hidden: int) -> list[tuple[int, int]]:
     return compiled.ranges(states, channels * states * hidden < MIN_PARALLEL_WORK)
 

@@ -13,7 +13,7 @@ import torch
 from .. import compiled
 from ..compiled import NativeUnavailable
 
-__all__ = ["NativeUnavailable", "available", "backward", "forward", "library"]
+__all__ = ["NativeUnavailable", "backward", "forward", "library"]
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 KINDS = {"none": 0, "cnot": 1, "cz": 2, "cnot_ring": 3}
@@ -30,11 +30,6 @@ SIGNATURES = (
 def library() -> ctypes.CDLL:
     """The loaded kernel library (compiled on first use); raises NativeUnavailable with the reason."""
     return compiled.load(SOURCE, SIGNATURES)
-
-
-def available() -> bool:
-    """True when the compiled engine loads (compiling it on first call); warns once why not otherwise."""
-    return compiled.available(library, "native simulator")
 
 
 def forward(theta: torch.Tensor, kind: str, sign: torch.Tensor | None):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .. import compiled
 from . import native
 from .circuits import CircuitSpec
 from .gates import (
@@ -35,7 +36,6 @@ from .gates import (
 )
 
 BACKWARDS = ("adjoint", "autograd", "checkpoint")
-ENGINES = ("auto", "native", "torch")
 
 
 def _zero_state(batch: int, n: int, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -111,17 +111,9 @@ def _native_entangler(spec: CircuitSpec, dtype: torch.dtype) -> tuple[str, torch
 
 
 def _use_native(engine: str, spec: CircuitSpec, angles: torch.Tensor, backward: str) -> bool:
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose from {list(ENGINES)}")
-    if engine == "torch":
-        return False
     fits = spec.is_real and backward == "adjoint" and angles.device.type == "cpu"
-    if engine == "native":
-        if not fits:
-            raise ValueError("the native engine runs RY-only circuits with the adjoint backward on the CPU")
-        native.library()  # raises NativeUnavailable with the reason
-        return True
-    return fits and native.available()
+    refusal = "the native engine runs RY-only circuits with the adjoint backward on the CPU"
+    return compiled.use_native(engine, fits, native.library, refusal)
 
 
 def _complex_layer(psi: torch.Tensor, angles: torch.Tensor, spec: CircuitSpec, sizes, ent: Entangler) -> torch.Tensor:
