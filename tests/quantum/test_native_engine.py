@@ -14,13 +14,18 @@ ENGINE_CASES = [
     (1, 1, "cnot", True),
     (2, 3, "cnot", False),
     (3, 2, "cnot", True),
-    (4, 2, "cnot", True),  # smallest size on the fused entangle + 8x8 block path
+    (4, 2, "cnot", True),
     (4, 3, "cz", True),
-    (5, 1, "none", False),
+    (5, 1, "none", False),  # from n = 5 on: the fused entangle + low-qubit vector path
+    (5, 2, "cnot", True),
+    (6, 1, "cnot", True),
     (6, 4, "cnot", False),
     (7, 3, "cz", False),
+    (8, 5, "cz", True),
     (9, 2, "cnot", True),
+    (10, 3, "none", False),
     (11, 2, "cnot", True),
+    (12, 3, "cnot", True),
 ]
 
 
@@ -40,6 +45,23 @@ def test_native_matches_torch_engine(n, layers, entangler, ring, dtype, engine, 
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     torch.testing.assert_close(grads["native-probs"], grads["torch-probs"], atol=tol, rtol=0)
     torch.testing.assert_close(grads["native"], grads["torch"], atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("engine", ["native"])
+@pytest.mark.parametrize("n", [4, 9])
+def test_native_at_angles_where_the_scaled_rotation_form_switches(n, engine, native_engine):
+    """Angles with cos or sin of the half angle zero, or |cos| = |sin|, switch the engine's rotation form."""
+    spec = CircuitSpec(n, 4)
+    gen = torch.Generator().manual_seed(n)
+    special = torch.tensor([0.0, 0.5, 1.0, 1.5, -1.0, 2.0, -0.5, 3.0], dtype=torch.float64) * torch.pi
+    angles = special[torch.randint(0, len(special), (8, *spec.angle_shape), generator=gen)].requires_grad_()
+    weights = torch.randn(8, 1 << n, generator=gen, dtype=torch.float64)
+    results = []
+    for eng in ("native", "torch"):
+        probs = simulate(angles, spec, engine=eng)
+        results.append((probs.detach(), torch.autograd.grad((probs * weights).sum(), angles)[0]))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-12, rtol=0)
+    torch.testing.assert_close(results[0][1], results[1][1], atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.parametrize("engine", ["native"])

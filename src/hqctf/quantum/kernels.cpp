@@ -5,30 +5,81 @@
 // read of them and of the incoming gradient (backward). Conventions match simulator.py: theta
 // (C, L, n), states (C, 2^n), qubit 0 the most significant bit.
 //
-// Within a layer all rotations commute, so they are applied in the order that suits memory: the last
-// LOW qubits as one 8x8 matrix on each contiguous group of 8 amplitudes, fused with the previous
-// layer's entangling permutation (its gather feeds the matrix), then the other qubits in pairs,
-// one pass per pair. The CNOT ladder (0,1), ..., (n-2,n-1) maps basis state x to its prefix
-// parities, i.e. new[j] = old[gray(j)]; the ring's closing CNOT(n-1, 0) then flips the top bit of
-// odd j. The CZ ladder or ring is new[j] = sign[j] old[j].
+// Within a layer all rotations commute, so they are applied in the order that suits memory. The last
+// LOW qubits act within each contiguous group of 8 amplitudes, held in one vector: their rotations are
+// lane shuffles and multiply-adds, fused with the previous layer's entangling permutation, whose
+// gather becomes a group load and a constant shuffle. The CNOT ladder (0,1), ..., (n-2,n-1) maps
+// basis state x to its prefix parities, i.e. new[j] = old[gray(j)]; the ring's closing CNOT(n-1, 0)
+// then flips the top bit of odd j. The CZ ladder or ring is new[j] = sign[j] old[j]. The other
+// qubits are rotated in pairs, one pass per pair, each rotation in scaled form: RY = c [[1, -t], [t, 1]]
+// with t = s / c when |c| >= |s|, else s [[u, -1], [1, u]] with u = c / s. That is one multiply-add
+// per amplitude instead of two; the layer's product of scales is folded into its low-qubit rotations.
 //
 // Backward (adjoint method): the final state and lam = dLoss/dstate are carried back together; a
 // layer's rotation gradients are 0.5 sum(lam_1 psi_0 - lam_0 psi_1) over each qubit's pairs, valid at
-// any point of undoing that layer since its rotations commute with each other's generators.
+// any point of undoing that layer since its rotations commute with each other's generators (sums
+// taken on scaled states are divided by the scale squared).
 
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <utility>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors never cross this file's (inlined) calls
+#endif
 
 namespace {
 
 enum Entangler { NONE = 0, CNOT = 1, CZ = 2, CNOT_RING = 3 };
 
-constexpr int LOW = 3;           // qubits applied as one matrix within groups of
-constexpr int GROUP = 1 << LOW;  // 8 contiguous amplitudes
-constexpr int64_t PAD = 80;      // elements between work buffers, against 4K aliasing
+constexpr int LOW = 3;            // qubits applied within groups of
+constexpr int GROUP = 1 << LOW;   // 8 contiguous amplitudes (one vector)
+constexpr int MIN_FUSED = LOW + 2;  // from here on the ring's flipped group bit is not the parity bit
+constexpr int64_t PAD = 80;       // elements between work buffers, against 4K aliasing
+
+template <typename T> struct Lanes;
+template <> struct Lanes<float> {
+    typedef float V __attribute__((vector_size(GROUP * sizeof(float))));
+    typedef int32_t Mask __attribute__((vector_size(GROUP * sizeof(float))));
+};
+template <> struct Lanes<double> {
+    typedef double V __attribute__((vector_size(GROUP * sizeof(double))));
+    typedef int64_t Mask __attribute__((vector_size(GROUP * sizeof(double))));
+};
+template <typename T> using Vec = typename Lanes<T>::V;
+
+// Lane shuffle of (a, b) with constant indices (8 + i picks b[i]).
+#if defined(__clang__) || __GNUC__ >= 12
+#define HQ_SHUFFLE(T, a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define HQ_SHUFFLE(T, a, b, ...) __builtin_shuffle(a, b, typename Lanes<T>::Mask{__VA_ARGS__})
+#endif
+
+template <typename T> inline Vec<T> load(const T *p) {
+    Vec<T> v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+template <typename T> inline void store(T *p, Vec<T> v) { std::memcpy(p, &v, sizeof v); }
+
+template <typename T> inline Vec<T> splat(T x) { return Vec<T>{} + x; }
+
+template <typename T> inline T lane_sum(Vec<T> v, int flip_bit) {  // sum of v[l], negated where l has flip_bit
+    T total = 0;
+    for (int l = 0; l < GROUP; ++l) total += (l & flip_bit) ? -v[l] : v[l];
+    return total;
+}
+
+// v[l ^ B]: partner amplitudes of lane bit B.
+template <int B, typename T> inline Vec<T> partner(Vec<T> v) {
+    if (B == 1) return HQ_SHUFFLE(T, v, v, 1, 0, 3, 2, 5, 4, 7, 6);
+    if (B == 2) return HQ_SHUFFLE(T, v, v, 2, 3, 0, 1, 6, 7, 4, 5);
+    return HQ_SHUFFLE(T, v, v, 4, 5, 6, 7, 0, 1, 2, 3);
+}
 
 inline int64_t gray(int64_t k) { return k ^ (k >> 1); }
 
@@ -39,180 +90,136 @@ inline int64_t gray_inverse(int64_t k) {  // prefix parities
 
 inline int64_t ring_flip(int64_t j, int n) { return j ^ ((j & 1) << (n - 1)); }
 
-// Where group h of the entangled (or, inverse, disentangled) state reads its 8 amplitudes from (n > LOW).
-// Forward, j = 8h + l: gray(j) = 8 gray(h) + (gray(l) ^ (h odd ? 4 : 0)), with the ring flipping h's
-// top bit for odd l. Inverse: gray_inverse(j) = 8 gray_inverse(h) + (gray_inverse(l) ^ (parity(h) ? 7 : 0)),
-// the ring flipping the top bit when the result is odd.
-struct GroupSource {
-    int kind;
-    bool inverse;
-    int64_t top;  // top bit of a group index (qubit 0)
-    int64_t offset[2][GROUP];
+constexpr bool permutes(int kind) { return kind == CNOT || kind == CNOT_RING; }
 
-    GroupSource(int n, int kind_, bool inverse_) : kind(kind_), inverse(inverse_), top(int64_t(1) << (n - 1 - LOW)) {
-        for (int p = 0; p < 2; ++p)
-            for (int l = 0; l < GROUP; ++l)
-                offset[p][l] = inverse ? gray_inverse(l) ^ (p ? GROUP - 1 : 0) : gray(l) ^ (p ? GROUP / 2 : 0);
+// Group h (parity P) of the entangled state (n >= MIN_FUSED). j = 8h + l reads gray(j) = 8 gray(h) +
+// (gray(l) ^ 4P); the ring reads odd l from group h ^ top. `top` is the group index bit of qubit 0.
+template <int KIND, int P, typename T>
+inline Vec<T> entangled_group(const T *in, const T *sign, int64_t h, int64_t top) {
+    if (KIND == CNOT) {
+        const Vec<T> a = load(in + GROUP * gray(h));
+        return P ? HQ_SHUFFLE(T, a, a, 4, 5, 7, 6, 2, 3, 1, 0) : HQ_SHUFFLE(T, a, a, 0, 1, 3, 2, 6, 7, 5, 4);
+    }
+    if (KIND == CNOT_RING) {
+        const Vec<T> a = load(in + GROUP * gray(h)), b = load(in + GROUP * gray(h ^ top));
+        return P ? HQ_SHUFFLE(T, a, b, 4, 13, 7, 14, 2, 11, 1, 8) : HQ_SHUFFLE(T, a, b, 0, 9, 3, 10, 6, 15, 5, 12);
+    }
+    if (KIND == CZ) return load(in + GROUP * h) * load(sign + GROUP * h);
+    return load(in + GROUP * h);
+}
+
+// The disentangled state's group gray(k) for permuting kinds (else group k), P = parity of k. It reads
+// gray_inverse(j) = 8k + (gray_inverse(l) ^ 7P), the ring taking odd offsets from group k ^ top.
+template <int KIND, int P, typename T>
+inline Vec<T> disentangled_group(const T *in, const T *sign, int64_t k, int64_t top) {
+    if (KIND == CNOT) {
+        const Vec<T> a = load(in + GROUP * k);
+        return P ? HQ_SHUFFLE(T, a, a, 7, 6, 4, 5, 0, 1, 3, 2) : HQ_SHUFFLE(T, a, a, 0, 1, 3, 2, 7, 6, 4, 5);
+    }
+    if (KIND == CNOT_RING) {
+        const Vec<T> a = load(in + GROUP * k), b = load(in + GROUP * (k ^ top));
+        return P ? HQ_SHUFFLE(T, a, b, 15, 6, 4, 13, 0, 9, 11, 2) : HQ_SHUFFLE(T, a, b, 0, 9, 11, 2, 15, 6, 4, 13);
+    }
+    if (KIND == CZ) return load(in + GROUP * k) * load(sign + GROUP * k);
+    return load(in + GROUP * k);
+}
+
+// RY (or its transpose) on the last LOW qubits of a group: v = diag[k] v + cross[k] partner(v) per qubit,
+// the first one scaled by the layer's product of scales.
+template <typename T> struct LowRotations {
+    Vec<T> diag[LOW], cross[LOW];
+
+    LowRotations(const T *theta_low, bool transpose, T scale) {
+        for (int k = 0; k < LOW; ++k) {
+            const T c = std::cos(theta_low[k] / 2), s = std::sin(theta_low[k] / 2), f = k == 0 ? scale : T(1);
+            const int bit = GROUP >> (k + 1);
+            diag[k] = splat(c * f);
+            for (int l = 0; l < GROUP; ++l) cross[k][l] = ((l & bit) != 0) != transpose ? s * f : -s * f;
+        }
     }
 
-    inline void fill(int64_t h, int64_t index[GROUP]) const {
-        if (kind != CNOT && kind != CNOT_RING) {
-            for (int l = 0; l < GROUP; ++l) index[l] = h * GROUP + l;
-        } else if (!inverse) {
-            const int64_t h_odd = kind == CNOT_RING ? h ^ top : h;
-            for (int l = 0; l < GROUP; ++l) {
-                const int64_t hh = (l & 1) ? h_odd : h;
-                index[l] = gray(hh) * GROUP + offset[hh & 1][l];
-            }
-        } else {
-            const int64_t gh = gray_inverse(h), flip = kind == CNOT_RING ? top * GROUP : 0;
-            for (int l = 0; l < GROUP; ++l) {
-                const int64_t x = offset[gh & 1][l];
-                index[l] = (gh * GROUP + x) ^ ((x & 1) ? flip : 0);
-            }
+    inline Vec<T> apply(Vec<T> v) const {
+        v = diag[0] * v + cross[0] * partner<4, T>(v);
+        v = diag[1] * v + cross[1] * partner<2, T>(v);
+        return diag[2] * v + cross[2] * partner<1, T>(v);
+    }
+};
+
+// One leading-qubit rotation in scaled form: forward, RY / scale is [[1, -k], [k, 1]] (form a) or
+// [[k, -1], [1, k]]; its transpose is the same form with -k, and scale -s for the second form.
+template <typename T> struct Turn {
+    T k, scale;
+    bool a;
+
+    Turn() = default;
+    Turn(T theta, bool transpose) {
+        const T c = std::cos(theta / 2), s = std::sin(theta / 2);
+        a = std::fabs(c) >= std::fabs(s);
+        k = a ? s / c : c / s;
+        scale = a ? c : s;
+        if (transpose) {
+            k = -k;
+            if (!a) scale = -scale;
         }
     }
 };
 
-// cols[j][i] = <i| RY(t0) x RY(t1) x RY(t2) |j> for the last LOW qubits, or of its transpose.
-template <typename T>
-inline void low_block(const T *theta_low, bool transpose, T cols[GROUP][GROUP]) {
-    T c[LOW], s[LOW];
-    for (int k = 0; k < LOW; ++k) {
-        c[k] = std::cos(theta_low[k] / 2);
-        s[k] = std::sin(theta_low[k] / 2);
-    }
-    for (int i = 0; i < GROUP; ++i)
-        for (int j = 0; j < GROUP; ++j) {
-            T m = 1;
-            for (int k = 0; k < LOW; ++k) {
-                const int bi = (i >> (LOW - 1 - k)) & 1, bj = (j >> (LOW - 1 - k)) & 1;
-                m *= bi == bj ? c[k] : (bi ? s[k] : -s[k]);  // RY = [[c, -s], [s, c]]
-            }
-            if (transpose) cols[i][j] = m; else cols[j][i] = m;
-        }
-}
-
-// out = M v with M given by its columns; four independent partial sums keep the FMA chains short.
-template <typename T>
-inline void matvec(const T cols[GROUP][GROUP], const T v[GROUP], T *__restrict__ out) {
-    T p[4][GROUP];
-    for (int k = 0; k < 4; ++k)
-#pragma omp simd
-        for (int i = 0; i < GROUP; ++i) p[k][i] = cols[2 * k][i] * v[2 * k] + cols[2 * k + 1][i] * v[2 * k + 1];
-#pragma omp simd
-    for (int i = 0; i < GROUP; ++i) out[i] = (p[0][i] + p[1][i]) + (p[2][i] + p[3][i]);
-}
-
-// out = M gather(in): the entangling permutation (or sign) followed by the next layer's low block.
-template <typename T>
-void entangle_low(const T *__restrict__ in, T *__restrict__ out, int n, const GroupSource &src, const T *sign,
-                  const T cols[GROUP][GROUP]) {
-    const int64_t groups = int64_t(1) << (n - LOW);
-    int64_t index[GROUP];
-    for (int64_t h = 0; h < groups; ++h) {
-        src.fill(h, index);
-        T v[GROUP];
-        for (int l = 0; l < GROUP; ++l) v[l] = src.kind == CZ ? in[index[l]] * sign[index[l]] : in[index[l]];
-        matvec(cols, v, out + h * GROUP);
+template <bool A, typename T> inline void turn(T x, T y, T k, T &out_x, T &out_y) {
+    if (A) {
+        out_x = x - k * y;
+        out_y = y + k * x;
+    } else {
+        out_x = k * x - y;
+        out_y = x + k * y;
     }
 }
 
-// Inverse entangling layer on psi and lam, the low-block gradient sums added to twice[0..LOW), and
-// (UNDO) the low block undone.
-template <bool UNDO, typename T>
-void unentangle_unlow(const T *__restrict__ psi, const T *__restrict__ lam, T *__restrict__ psi_out,
-                      T *__restrict__ lam_out, int n, const GroupSource &src, const T *sign,
-                      const T cols_t[GROUP][GROUP], double twice[LOW]) {
-    const int64_t groups = int64_t(1) << (n - LOW);
-    int64_t index[GROUP];
-    T outer[GROUP][GROUP] = {};
-    for (int64_t h = 0; h < groups; ++h) {
-        src.fill(h, index);
-        T x[GROUP], y[GROUP];
-        for (int l = 0; l < GROUP; ++l) {
-            const T f = src.kind == CZ ? sign[h * GROUP + l] : T(1);
-            x[l] = f * psi[index[l]];
-            y[l] = f * lam[index[l]];
-        }
-        for (int i = 0; i < GROUP; ++i)
-#pragma omp simd
-            for (int j = 0; j < GROUP; ++j) outer[i][j] += y[i] * x[j];
-        if (UNDO) {
-            matvec(cols_t, x, psi_out + h * GROUP);
-            matvec(cols_t, y, lam_out + h * GROUP);
-        } else {
-            std::memcpy(psi_out + h * GROUP, x, sizeof x);
-            std::memcpy(lam_out + h * GROUP, y, sizeof y);
-        }
-    }
-    for (int k = 0; k < LOW; ++k) {
-        const int bit = 1 << (LOW - 1 - k);
-        for (int i = 0; i < GROUP; ++i)
-            if (!(i & bit)) twice[k] += double(outer[i | bit][i]) - double(outer[i][i | bit]);
-    }
-}
-
-// RY with (cos, sin) of half the angle on qubit q of psi (2^n amplitudes).
-template <typename T>
-inline void rotate(T *psi, int n, int q, T c, T s) {
-    const int64_t stride = int64_t(1) << (n - 1 - q), dim = int64_t(1) << n;
-    for (int64_t base = 0; base < dim; base += 2 * stride) {
-        T *a = psi + base, *b = a + stride;
-#pragma omp simd
-        for (int64_t i = 0; i < stride; ++i) {
-            const T x = a[i], y = b[i];
-            a[i] = c * x - s * y;
-            b[i] = s * x + c * y;
-        }
-    }
-}
-
-// RY on qubits q and q + 1 in one pass: half the memory traffic of two.
-template <typename T>
-inline void rotate_pair(T *psi, int n, int q, T c0, T s0, T c1, T s1) {
+// Scaled rotations of qubits q and q + 1 in one pass.
+template <bool A0, bool A1, typename T>
+void turn_pair(T *psi, int n, int q, T k0, T k1) {
     const int64_t inner = int64_t(1) << (n - 2 - q), dim = int64_t(1) << n;
     for (int64_t base = 0; base < dim; base += 4 * inner) {
         T *a = psi + base, *b = a + inner, *c = b + inner, *d = c + inner;  // bits (q, q+1): 00 01 10 11
 #pragma omp simd
         for (int64_t i = 0; i < inner; ++i) {
-            const T x00 = c1 * a[i] - s1 * b[i], x01 = s1 * a[i] + c1 * b[i];
-            const T x10 = c1 * c[i] - s1 * d[i], x11 = s1 * c[i] + c1 * d[i];
-            a[i] = c0 * x00 - s0 * x10;
-            c[i] = s0 * x00 + c0 * x10;
-            b[i] = c0 * x01 - s0 * x11;
-            d[i] = s0 * x01 + c0 * x11;
+            T x00, x01, x10, x11;
+            turn<A1>(a[i], b[i], k1, x00, x01);
+            turn<A1>(c[i], d[i], k1, x10, x11);
+            turn<A0>(x00, x10, k0, a[i], c[i]);
+            turn<A0>(x01, x11, k0, b[i], d[i]);
         }
     }
 }
 
-// Gradient sum of qubit q, and (UNDO) RY on q undone on psi and lam.
-template <bool UNDO, typename T>
-inline double unrotate(T *psi, T *lam, int n, int q, T c, T s) {
+template <bool A, typename T>
+void turn_one(T *psi, int n, int q, T k) {
     const int64_t stride = int64_t(1) << (n - 1 - q), dim = int64_t(1) << n;
-    double total = 0.0;
     for (int64_t base = 0; base < dim; base += 2 * stride) {
-        T *a = psi + base, *b = a + stride, *u = lam + base, *v = u + stride;
-        T acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t i = 0; i < stride; ++i) {
-            const T x = a[i], y = b[i], g = u[i], h = v[i];
-            acc += h * x - g * y;
-            if (UNDO) {
-                a[i] = c * x + s * y;
-                b[i] = c * y - s * x;
-                u[i] = c * g + s * h;
-                v[i] = c * h - s * g;
-            }
-        }
-        total += acc;
+        T *a = psi + base, *b = a + stride;
+#pragma omp simd
+        for (int64_t i = 0; i < stride; ++i) turn<A>(a[i], b[i], k, a[i], b[i]);
     }
-    return total;
 }
 
-// Gradient sums of qubits q and q + 1 added to twice[0..2), and (UNDO) both rotations undone, in one pass.
-template <bool UNDO, typename T>
-inline void unrotate_pair(T *psi, T *lam, int n, int q, T c0, T s0, T c1, T s1, double twice[2]) {
+template <typename T>
+void turn_qubits(T *psi, int n, int count, const Turn<T> *t) {
+    int q = 0;
+    for (; q + 1 < count; q += 2) {
+        const T k0 = t[q].k, k1 = t[q + 1].k;
+        if (t[q].a) {
+            if (t[q + 1].a) turn_pair<true, true>(psi, n, q, k0, k1); else turn_pair<true, false>(psi, n, q, k0, k1);
+        } else {
+            if (t[q + 1].a) turn_pair<false, true>(psi, n, q, k0, k1); else turn_pair<false, false>(psi, n, q, k0, k1);
+        }
+    }
+    if (q < count) {
+        if (t[q].a) turn_one<true>(psi, n, q, t[q].k); else turn_one<false>(psi, n, q, t[q].k);
+    }
+}
+
+// Gradient sums of qubits q, q + 1 into sums[0..2), and (UNDO) both transposed turns applied to psi and lam.
+template <bool UNDO, bool A0, bool A1, typename T>
+void unturn_pair(T *psi, T *lam, int n, int q, T k0, T k1, double sums[2]) {
     const int64_t inner = int64_t(1) << (n - 2 - q), dim = int64_t(1) << n;
     for (int64_t base = 0; base < dim; base += 4 * inner) {
         T *a = psi + base, *b = a + inner, *c = b + inner, *d = c + inner;
@@ -225,42 +232,75 @@ inline void unrotate_pair(T *psi, T *lam, int n, int q, T c0, T s0, T c1, T s1, 
             acc0 += y10 * x00 - y00 * x10 + y11 * x01 - y01 * x11;
             acc1 += y01 * x00 - y00 * x01 + y11 * x10 - y10 * x11;
             if (UNDO) {
-                const T p00 = c0 * x00 + s0 * x10, p10 = c0 * x10 - s0 * x00;
-                const T p01 = c0 * x01 + s0 * x11, p11 = c0 * x11 - s0 * x01;
-                a[i] = c1 * p00 + s1 * p01;
-                b[i] = c1 * p01 - s1 * p00;
-                c[i] = c1 * p10 + s1 * p11;
-                d[i] = c1 * p11 - s1 * p10;
-                const T u00 = c0 * y00 + s0 * y10, u10 = c0 * y10 - s0 * y00;
-                const T u01 = c0 * y01 + s0 * y11, u11 = c0 * y11 - s0 * y01;
-                e[i] = c1 * u00 + s1 * u01;
-                f[i] = c1 * u01 - s1 * u00;
-                g[i] = c1 * u10 + s1 * u11;
-                h[i] = c1 * u11 - s1 * u10;
+                T p00, p01, p10, p11;
+                turn<A1>(x00, x01, k1, p00, p01);
+                turn<A1>(x10, x11, k1, p10, p11);
+                turn<A0>(p00, p10, k0, a[i], c[i]);
+                turn<A0>(p01, p11, k0, b[i], d[i]);
+                turn<A1>(y00, y01, k1, p00, p01);
+                turn<A1>(y10, y11, k1, p10, p11);
+                turn<A0>(p00, p10, k0, e[i], g[i]);
+                turn<A0>(p01, p11, k0, f[i], h[i]);
             }
         }
-        twice[0] += acc0;
-        twice[1] += acc1;
+        sums[0] += acc0;
+        sums[1] += acc1;
     }
 }
 
-// RY on qubits [0, count) of psi, in pairs.
-template <typename T>
-inline void rotate_leading(T *psi, int n, int count, const T *th) {
-    int q = 0;
-    for (; q + 1 < count; q += 2)
-        rotate_pair(psi, n, q, std::cos(th[q] / 2), std::sin(th[q] / 2), std::cos(th[q + 1] / 2), std::sin(th[q + 1] / 2));
-    if (q < count) rotate(psi, n, q, std::cos(th[q] / 2), std::sin(th[q] / 2));
+template <bool UNDO, bool A, typename T>
+double unturn_one(T *psi, T *lam, int n, int q, T k) {
+    const int64_t stride = int64_t(1) << (n - 1 - q), dim = int64_t(1) << n;
+    double total = 0.0;
+    for (int64_t base = 0; base < dim; base += 2 * stride) {
+        T *a = psi + base, *b = a + stride, *u = lam + base, *v = u + stride;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t i = 0; i < stride; ++i) {
+            const T x = a[i], y = b[i], g = u[i], h = v[i];
+            acc += h * x - g * y;
+            if (UNDO) {
+                turn<A>(x, y, k, a[i], b[i]);
+                turn<A>(g, h, k, u[i], v[i]);
+            }
+        }
+        total += acc;
+    }
+    return total;
 }
 
-// Gradient sums of qubits [0, count) into twice, and (UNDO) their rotations undone, in pairs.
+// Gradient sums of qubits [0, count) into twice, and (UNDO) their transposed turns applied. psi and lam
+// enter scaled by `scale` (the product of the turns' scales when UNDO, else 1); each sum is divided by
+// the square of the scale the states carry when it is taken.
 template <bool UNDO, typename T>
-inline void unrotate_leading(T *psi, T *lam, int n, int count, const T *th, double *twice) {
+void unturn_qubits(T *psi, T *lam, int n, int count, const Turn<T> *t, double scale, double *twice) {
     int q = 0;
-    for (; q + 1 < count; q += 2)
-        unrotate_pair<UNDO>(psi, lam, n, q, std::cos(th[q] / 2), std::sin(th[q] / 2), std::cos(th[q + 1] / 2),
-                            std::sin(th[q + 1] / 2), twice + q);
-    if (q < count) twice[q] += unrotate<UNDO>(psi, lam, n, q, std::cos(th[q] / 2), std::sin(th[q] / 2));
+    for (; q + 1 < count; q += 2) {
+        double sums[2] = {0.0, 0.0};
+        const T k0 = t[q].k, k1 = t[q + 1].k;
+        if (t[q].a) {
+            if (t[q + 1].a) unturn_pair<UNDO, true, true>(psi, lam, n, q, k0, k1, sums);
+            else unturn_pair<UNDO, true, false>(psi, lam, n, q, k0, k1, sums);
+        } else {
+            if (t[q + 1].a) unturn_pair<UNDO, false, true>(psi, lam, n, q, k0, k1, sums);
+            else unturn_pair<UNDO, false, false>(psi, lam, n, q, k0, k1, sums);
+        }
+        twice[q] += sums[0] / (scale * scale);
+        twice[q + 1] += sums[1] / (scale * scale);
+        if (UNDO) scale /= double(t[q].scale) * double(t[q + 1].scale);
+    }
+    if (q < count) {
+        const double sum = t[q].a ? unturn_one<UNDO, true>(psi, lam, n, q, t[q].k)
+                                  : unturn_one<UNDO, false>(psi, lam, n, q, t[q].k);
+        twice[q] += sum / (scale * scale);
+    }
+}
+
+// Product of the scales of turns [0, count).
+template <typename T> T scale_of(const Turn<T> *t, int count) {
+    T scale = 1;
+    for (int q = 0; q < count; ++q) scale *= t[q].scale;
+    return scale;
 }
 
 // Entangling layer (or its inverse) on all of psi, into out; returns the buffer holding the result.
@@ -282,9 +322,14 @@ T *entangle(T *__restrict__ psi, T *__restrict__ out, int n, int kind, bool inve
     return out;
 }
 
+template <typename T> void scale_state(T *psi, int64_t dim, T scale) {
+#pragma omp simd
+    for (int64_t j = 0; j < dim; ++j) psi[j] *= scale;
+}
+
 // The first layer's rotations act on |0...0>, giving the product state of the (cos, sin) columns.
 template <typename T>
-inline void product_state(T *psi, int n, const T *theta) {
+void product_state(T *psi, int n, const T *theta) {
     psi[0] = 1;
     for (int q = 0; q < n; ++q) {
         const T c = std::cos(theta[q] / 2), s = std::sin(theta[q] / 2);
@@ -295,57 +340,147 @@ inline void product_state(T *psi, int n, const T *theta) {
     }
 }
 
+// Fused forward step: out = low rotations of the entangled in (n >= MIN_FUSED).
+template <int KIND, typename T>
+void entangle_low(const T *__restrict__ in, T *__restrict__ out, int n, const T *sign, const LowRotations<T> &low) {
+    const int64_t groups = int64_t(1) << (n - LOW), top = groups >> 1;
+    for (int64_t h = 0; h < groups; h += 2) {
+        store(out + GROUP * h, low.apply(entangled_group<KIND, 0>(in, sign, h, top)));
+        store(out + GROUP * (h + 1), low.apply(entangled_group<KIND, 1>(in, sign, h + 1, top)));
+    }
+}
+
+// Last forward step: the final entangling layer, written to states with the probabilities.
+template <int KIND, typename T>
+void entangle_final(const T *__restrict__ in, T *__restrict__ states, T *__restrict__ probs, int n, const T *sign) {
+    const int64_t groups = int64_t(1) << (n - LOW), top = groups >> 1;
+    for (int64_t h = 0; h < groups; h += 2) {
+        const Vec<T> v0 = entangled_group<KIND, 0>(in, sign, h, top), v1 = entangled_group<KIND, 1>(in, sign, h + 1, top);
+        store(states + GROUP * h, v0);
+        store(states + GROUP * (h + 1), v1);
+        store(probs + GROUP * h, v0 * v0);
+        store(probs + GROUP * (h + 1), v1 * v1);
+    }
+}
+
+// Fused backward step (n >= MIN_FUSED): the inverse entangling layer on psi and lam (SEED: lam is
+// 2 grad_probs * psi, read from the grad_probs in `lam`), the low-qubit gradient sums added to
+// twice[0..LOW), and (UNDO) the low rotations undone.
+template <int KIND, bool SEED, bool UNDO, typename T>
+void disentangle_low(const T *__restrict__ psi, const T *__restrict__ lam, T *__restrict__ psi_out,
+                     T *__restrict__ lam_out, int n, const T *sign, const LowRotations<T> &low, double twice[LOW]) {
+    const int64_t groups = int64_t(1) << (n - LOW), top = groups >> 1;
+    Vec<T> acc[LOW] = {};
+    auto step = [&](auto parity, int64_t k) {
+        constexpr int P = decltype(parity)::value;
+        Vec<T> x = disentangled_group<KIND, P>(psi, sign, k, top), y = disentangled_group<KIND, P>(lam, sign, k, top);
+        if (SEED) y = T(2) * y * (KIND == CZ ? load(psi + GROUP * k) : x);
+        acc[0] += partner<4, T>(y) * x;
+        acc[1] += partner<2, T>(y) * x;
+        acc[2] += partner<1, T>(y) * x;
+        if (UNDO) {
+            x = low.apply(x);
+            y = low.apply(y);
+        }
+        const int64_t h = permutes(KIND) ? gray(k) : k;
+        store(psi_out + GROUP * h, x);
+        store(lam_out + GROUP * h, y);
+    };
+    for (int64_t k = 0; k < groups; k += 2) {
+        step(std::integral_constant<int, 0>(), k);
+        step(std::integral_constant<int, 1>(), k + 1);
+    }
+    for (int k = 0; k < LOW; ++k) twice[k] += lane_sum<T>(acc[k], GROUP >> (k + 1));
+}
+
 template <typename T>
 int forward(const T *theta, int64_t first, int64_t last, int L, int n, int kind, const T *sign, T *states,
             T *probs) {
     const int64_t dim = int64_t(1) << n;
     T *buffer = static_cast<T *>(std::malloc(sizeof(T) * (dim + PAD)));
     if (!buffer) return 1;
-    const bool fused = n > LOW;
-    const GroupSource src(fused ? n : LOW + 1, kind, false);
-    T cols[GROUP][GROUP];
+    const bool fused = n >= MIN_FUSED;
+    const int lead = fused ? n - LOW : n;
+    Turn<T> turns[64];
     for (int64_t c = first; c < last; ++c) {
         const T *th = theta + c * L * n;
         T *home = states + c * dim, *psi = home, *spare = buffer + PAD;
+        if (fused && L % 2 == 1) std::swap(psi, spare);  // so the final entangle reads the spare, writes home
         product_state(psi, n, th);
         for (int l = 1; l < L; ++l) {
             const T *tl = th + l * n;
+            for (int q = 0; q < lead; ++q) turns[q] = Turn<T>(tl[q], false);
+            const T scale = scale_of(turns, lead);
             if (fused) {
-                low_block(tl + n - LOW, false, cols);
-                entangle_low(psi, spare, n, src, sign, cols);
+                const LowRotations<T> low(tl + lead, false, scale);
+                switch (kind) {
+                    case CNOT: entangle_low<CNOT>(psi, spare, n, sign, low); break;
+                    case CNOT_RING: entangle_low<CNOT_RING>(psi, spare, n, sign, low); break;
+                    case CZ: entangle_low<CZ>(psi, spare, n, sign, low); break;
+                    default: entangle_low<NONE>(psi, spare, n, sign, low);
+                }
                 std::swap(psi, spare);
-                rotate_leading(psi, n, n - LOW, tl);
             } else {
                 if (entangle(psi, spare, n, kind, false, sign) != psi) std::swap(psi, spare);
-                rotate_leading(psi, n, n, tl);
+                scale_state(psi, dim, scale);
             }
+            turn_qubits(psi, n, lead, turns);
         }
-        if (entangle(psi, spare, n, kind, false, sign) != psi) std::swap(psi, spare);
-        if (psi != home) std::memcpy(home, psi, sizeof(T) * dim);
         T *p = probs + c * dim;
+        if (fused) {
+            switch (kind) {
+                case CNOT: entangle_final<CNOT>(psi, home, p, n, sign); break;
+                case CNOT_RING: entangle_final<CNOT_RING>(psi, home, p, n, sign); break;
+                case CZ: entangle_final<CZ>(psi, home, p, n, sign); break;
+                default: entangle_final<NONE>(psi, home, p, n, sign);
+            }
+        } else {
+            if (entangle(psi, spare, n, kind, false, sign) != psi) std::swap(psi, spare);
+            if (psi != home) std::memcpy(home, psi, sizeof(T) * dim);
 #pragma omp simd
-        for (int64_t j = 0; j < dim; ++j) p[j] = home[j] * home[j];
+            for (int64_t j = 0; j < dim; ++j) p[j] = home[j] * home[j];
+        }
     }
     std::free(buffer);
     return 0;
 }
 
-template <bool UNDO, typename T>
-void backward_layer(T *&psi, T *&lam, T *&psi_spare, T *&lam_spare, int n, int kind, const GroupSource &src,
-                    const T *sign, const T *th, T *grad) {
+template <bool SEED, bool UNDO, typename T>
+void disentangle_low_any(const T *psi, const T *lam, T *psi_out, T *lam_out, int n, int kind, const T *sign,
+                         const LowRotations<T> &low, double twice[LOW]) {
+    switch (kind) {
+        case CNOT: disentangle_low<CNOT, SEED, UNDO>(psi, lam, psi_out, lam_out, n, sign, low, twice); break;
+        case CNOT_RING: disentangle_low<CNOT_RING, SEED, UNDO>(psi, lam, psi_out, lam_out, n, sign, low, twice); break;
+        case CZ: disentangle_low<CZ, SEED, UNDO>(psi, lam, psi_out, lam_out, n, sign, low, twice); break;
+        default: disentangle_low<NONE, SEED, UNDO>(psi, lam, psi_out, lam_out, n, sign, low, twice);
+    }
+}
+
+// One layer of the backward: psi and lam hold the state and adjoint after the layer (SEED, fused path
+// only: the final state and grad_probs, read in place); results land in the spares, which trade roles.
+template <bool SEED, bool UNDO, typename T>
+void backward_layer(T *&psi, T *&lam, T *&psi_spare, T *&lam_spare, int n, int kind, const T *sign, const T *th,
+                    T *grad) {
     double twice[64] = {};
-    if (n > LOW) {
-        T cols_t[GROUP][GROUP];
-        low_block(th + n - LOW, true, cols_t);
-        unentangle_unlow<UNDO>(psi, lam, psi_spare, lam_spare, n, src, sign, cols_t, twice + n - LOW);
+    Turn<T> turns[64];
+    const int64_t dim = int64_t(1) << n;
+    const int lead = n >= MIN_FUSED ? n - LOW : n;
+    for (int q = 0; q < lead; ++q) turns[q] = Turn<T>(th[q], true);
+    const T scale = UNDO ? scale_of(turns, lead) : T(1);
+    if (n >= MIN_FUSED) {
+        const LowRotations<T> low(th + lead, true, scale);
+        disentangle_low_any<SEED, UNDO>(psi, lam, psi_spare, lam_spare, n, kind, sign, low, twice + lead);
         std::swap(psi, psi_spare);
         std::swap(lam, lam_spare);
-        unrotate_leading<UNDO>(psi, lam, n, n - LOW, th, twice);
     } else {
         if (entangle(psi, psi_spare, n, kind, true, sign) != psi) std::swap(psi, psi_spare);
         if (entangle(lam, lam_spare, n, kind, true, sign) != lam) std::swap(lam, lam_spare);
-        unrotate_leading<UNDO>(psi, lam, n, n, th, twice);
+        if (UNDO) {
+            scale_state(psi, dim, scale);
+            scale_state(lam, dim, scale);
+        }
     }
+    unturn_qubits<UNDO>(psi, lam, n, lead, turns, double(scale), twice);
     for (int q = 0; q < n; ++q) grad[q] = T(0.5 * twice[q]);
 }
 
@@ -355,19 +490,33 @@ int backward(const T *theta, int64_t first, int64_t last, int L, int n, int kind
     const int64_t dim = int64_t(1) << n;
     T *work = static_cast<T *>(std::malloc(sizeof(T) * 4 * (dim + PAD)));
     if (!work) return 1;
-    const GroupSource src(n > LOW ? n : LOW + 1, kind, true);
     for (int64_t c = first; c < last; ++c) {
-        const T *th = theta + c * L * n, *st = states + c * dim, *g = grad_probs + c * dim;
+        const T *th = theta + c * L * n;
         T *grad = grad_theta + c * L * n;
-        T *psi = work, *lam = psi + dim + PAD, *psi_spare = lam + dim + PAD, *lam_spare = psi_spare + dim + PAD;
-#pragma omp simd
-        for (int64_t j = 0; j < dim; ++j) {
-            psi[j] = st[j];
-            lam[j] = 2 * g[j] * st[j];
+        T *psi = const_cast<T *>(states + c * dim), *lam = const_cast<T *>(grad_probs + c * dim);
+        T *psi_spare = work + PAD, *lam_spare = psi_spare + dim + PAD;
+        T *psi_next = lam_spare + dim + PAD, *lam_next = psi_next + dim + PAD;
+        int l = L - 1;
+        if (n >= MIN_FUSED) {  // the seeding layer reads states and grad_probs in place
+            if (L == 1) {
+                backward_layer<true, false>(psi, lam, psi_spare, lam_spare, n, kind, sign, th, grad);
+                continue;
+            }
+            backward_layer<true, true>(psi, lam, psi_spare, lam_spare, n, kind, sign, th + l * n, grad + l * n);
+            --l;
+        } else {
+            for (int64_t j = 0; j < dim; ++j) {
+                psi_spare[j] = psi[j];
+                lam_spare[j] = 2 * lam[j] * psi[j];
+            }
+            psi = psi_spare;
+            lam = lam_spare;
         }
-        for (int l = L - 1; l > 0; --l)
-            backward_layer<true>(psi, lam, psi_spare, lam_spare, n, kind, src, sign, th + l * n, grad + l * n);
-        backward_layer<false>(psi, lam, psi_spare, lam_spare, n, kind, src, sign, th, grad);
+        psi_spare = psi_next;
+        lam_spare = lam_next;
+        for (; l > 0; --l)
+            backward_layer<false, true>(psi, lam, psi_spare, lam_spare, n, kind, sign, th + l * n, grad + l * n);
+        backward_layer<false, false>(psi, lam, psi_spare, lam_spare, n, kind, sign, th, grad);
     }
     std::free(work);
     return 0;
