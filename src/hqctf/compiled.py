@@ -142,11 +142,10 @@ def ranges(total: int, serial: bool) -> list[tuple[int, int]]:
 
 
 def run_all(fn, calls: list[tuple]) -> None:
-    """``fn(*args)`` for every args tuple, in parallel on the thread pool; non-zero return codes raise MemoryError."""
-    if len(calls) == 1:
-        codes = [fn(*calls[0])]
-    else:
-        codes = list(_pool(len(calls), os.getpid()).map(lambda args: fn(*args), calls))
+    """``fn(*args)`` for every args tuple, in parallel: the first on the calling thread, the rest on the
+    thread pool (ctypes drops the GIL); non-zero return codes raise MemoryError."""
+    rest = [_pool(len(calls) - 1, os.getpid()).submit(fn, *args) for args in calls[1:]]
+    codes = [fn(*calls[0])] + [future.result() for future in rest]
     if any(codes):
         raise MemoryError(f"{getattr(fn, '__name__', fn)}: could not allocate work buffers")
 

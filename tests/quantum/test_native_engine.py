@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from hqctf.quantum import CircuitSpec, simulate
+from hqctf.quantum import CircuitSpec, native, simulate
 
 ENGINE_CASES = [
     # n, layers, entangler, ring
@@ -65,8 +65,9 @@ def test_native_at_angles_where_the_scaled_rotation_form_switches(n, engine, nat
 
 
 @pytest.mark.parametrize("engine", ["native"])
-def test_threaded_batches_equal_one_thread(engine, native_engine):
-    """A batch big enough to be split over threads gives bit-identical results to a single-thread run."""
+def test_threaded_batches_equal_one_thread(engine, native_engine, monkeypatch):
+    """A batch split over threads gives bit-identical results to a single-thread run."""
+    monkeypatch.setattr(native, "MIN_PARALLEL_WORK", 0)
     spec = CircuitSpec(10, 3)
     angles = (torch.rand(37, *spec.angle_shape, dtype=torch.float64) * 6).requires_grad_()
     weights = torch.randn(37, 1 << 10, dtype=torch.float64)
@@ -147,7 +148,8 @@ def test_library_is_compiled_once_into_the_cache(tmp_path, engine, native_engine
 _FORK = """
 import os, torch
 from hqctf.quantum import native
-torch.set_num_threads(2)  # a batch this size is split over the thread pool
+torch.set_num_threads(2)
+native.MIN_PARALLEL_WORK = 0  # split even this small batch over the thread pool
 theta = torch.full((64, 2, 10), 0.3)
 parent = float(native.forward(theta, "cnot_ring", None)[1].numpy().sum())
 pid = os.fork()
