@@ -26,6 +26,6 @@ def test_wheel_ships_kernel_sources_configs_and_sample(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("hqctf-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("hqctf/quantum/kernels.cpp", "hqctf/qpg/kernels.cpp", "hqctf/configs/openkbp-2d.yaml",
-                     "hqctf/data/sample/Dataset001_OpenKBPOAR/dataset.json"):
+    for required in ("hqctf/parallel.h", "hqctf/quantum/kernels.cpp", "hqctf/qpg/kernels.cpp",
+                     "hqctf/configs/openkbp-2d.yaml", "hqctf/data/sample/Dataset001_OpenKBPOAR/dataset.json"):
         assert required in names, f"{required} missing from {wheel.name}"

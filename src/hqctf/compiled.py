@@ -1,10 +1,11 @@
-"""Compiled CPU kernels: build a C++ source once per machine, load it with ctypes, split work over threads.
+"""Compiled CPU kernels: build a C++ source once per machine, load it with ctypes, pick its thread count.
 
 A source is compiled on first use with the system C++ compiler (``$CXX`` or ``c++``) into a per-user
 cache (``$HQCTF_NATIVE_DIR``, else ``$XDG_CACHE_HOME/hqctf/native``), keyed by the source, the
 compiler and the CPU, and renamed into place atomically so concurrent processes can race safely.
 Without a compiler, or with ``HQCTF_NATIVE=0``, loading raises :class:`NativeUnavailable` and callers
-use their torch path. ctypes releases the GIL during calls, so a thread pool runs kernels in parallel.
+use their torch path. Kernels split their work over OpenMP threads (``parallel.h``): with torch's
+libgomp already loaded they share torch's thread pool instead of competing with its spinning workers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import logging
 import os
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -23,7 +23,9 @@ from typing import Callable
 import torch
 
 ENGINES = ("auto", "native", "torch")  # auto: compiled where it applies and builds, else torch
-FLAGS = ("-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-fPIC", "-shared", "-std=c++17")
+FLAGS = ("-O3", "-march=native", "-fno-trapping-math", "-fPIC", "-shared", "-std=c++17")
+THREADING = (("-fopenmp",), ("-fopenmp-simd",))  # tried in turn: OpenMP threads, else one thread per call
+HEADER = Path(__file__).with_name("parallel.h")
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +56,13 @@ def _compile(compiler: str, source: Path, out: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, str(source), "-o", tmp], capture_output=True, text=True, timeout=300)
-        if done.returncode != 0:
+        for threading in THREADING:
+            done = subprocess.run(
+                [compiler, *FLAGS, *threading, str(source), "-o", tmp], capture_output=True, text=True, timeout=300
+            )
+            if done.returncode == 0:
+                break
+        else:
             raise NativeUnavailable(f"{compiler} failed on {source}: {done.stderr.strip().splitlines()[-1:]}")
         os.chmod(tmp, 0o755)
         os.replace(tmp, out)
@@ -89,7 +96,8 @@ def _load(source: Path, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDL
             version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise NativeUnavailable(f"no C++ compiler {compiler!r}: {exc}") from exc
-        key = hashlib.sha256("\0".join((source.read_text(), " ".join(FLAGS), version, _cpu_flags())).encode())
+        text = (source.read_text(), HEADER.read_text(), " ".join(FLAGS), repr(THREADING), version, _cpu_flags())
+        key = hashlib.sha256("\0".join(text).encode())
         path = _cache_dir() / f"hqctf-{source.parent.name}-{source.stem}-{key.hexdigest()[:16]}.so"
         if not path.exists():
             log.info("compiling %s -> %s", source, path)
@@ -128,25 +136,28 @@ def use_native(engine: str, fits: bool, library: Callable[[], ctypes.CDLL], refu
     return True
 
 
-@lru_cache(maxsize=1)
-def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
-    """One pool per thread count and process (a forked child must not reuse its parent's dead threads)."""
-    return ThreadPoolExecutor(threads, thread_name_prefix="hqctf-native")
+_forked = False
 
 
-def ranges(total: int, serial: bool) -> list[tuple[int, int]]:
-    """[0, total) cut into one contiguous range per torch thread (a single range when ``serial``)."""
-    parts = max(1, 1 if serial else min(torch.get_num_threads(), total))
-    edges = [total * i // parts for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
 
 
-def run_all(fn, calls: list[tuple]) -> None:
-    """``fn(*args)`` for every args tuple, in parallel: the first on the calling thread, the rest on the
-    thread pool (ctypes drops the GIL); non-zero return codes raise MemoryError."""
-    rest = [_pool(len(calls) - 1, os.getpid()).submit(fn, *args) for args in calls[1:]]
-    codes = [fn(*calls[0])] + [future.result() for future in rest]
-    if any(codes):
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def threads(work: int, min_parallel_work: int) -> int:
+    """Threads for one kernel call: torch's thread count, or 1 for work under ``min_parallel_work`` and in a
+    forked child (GNU OpenMP hangs in a child whose parent had started its threads)."""
+    if _forked or work < min_parallel_work:
+        return 1
+    return torch.get_num_threads()
+
+
+def call(fn, *args) -> None:
+    """``fn(*args)``; a non-zero return code (a failed allocation of work buffers) raises MemoryError."""
+    if fn(*args):
         raise MemoryError(f"{getattr(fn, '__name__', fn)}: could not allocate work buffers")
 
 

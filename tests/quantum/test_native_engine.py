@@ -149,7 +149,7 @@ _FORK = """
 import os, torch
 from hqctf.quantum import native
 torch.set_num_threads(2)
-native.MIN_PARALLEL_WORK = 0  # split even this small batch over the thread pool
+native.MIN_PARALLEL_WORK = 0  # split even this small batch over OpenMP threads
 theta = torch.full((64, 2, 10), 0.3)
 parent = float(native.forward(theta, "cnot_ring", None)[1].numpy().sum())
 pid = os.fork()
@@ -161,9 +161,28 @@ print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), parent)
 
 
 @pytest.mark.parametrize("engine", ["native"])
-def test_forked_children_get_their_own_threads(engine, native_engine):
-    """A child forked after the parent used the thread pool must not wait on the parent's (absent) threads."""
+def test_forked_children_compute_on_one_thread(engine, native_engine):
+    """A child forked after the parent ran OpenMP threads computes on one thread instead of hanging."""
     done = subprocess.run([sys.executable, "-c", _FORK], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     code, total = done.stdout.split()
     assert code == "0" and abs(float(total) - 64) < 1e-3
+
+
+_ONE_OPENMP = """
+import torch
+from hqctf.quantum import native
+native.library()
+libs = {line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line}
+print(len(libs), *sorted(libs))
+"""
+
+
+@pytest.mark.parametrize("engine", ["native"])
+def test_kernels_share_torchs_openmp_runtime(engine, native_engine):
+    """Where torch ships GNU OpenMP, the kernels load no second copy: they run on torch's own threads."""
+    if not sys.platform.startswith("linux") or not any("libgomp" in line for line in open("/proc/self/maps")):
+        pytest.skip("torch does not use GNU OpenMP here")
+    done = subprocess.run([sys.executable, "-c", _ONE_OPENMP], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "1", done.stdout

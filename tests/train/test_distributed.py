@@ -9,8 +9,11 @@ import torch
 #: Conv biases and QPG log-gains feeding an InstanceNorm have a true gradient of zero; Adam with its default eps
 #: turns their float-noise gradients into full-size steps in a random direction, which then spread (through the
 #: norm's eps) to everything. The test therefore uses eps = 1e-3, far below real gradients' second moments' roots
-#: but far above that noise; with it every parameter agrees to TOLERANCE.
-TOLERANCE = 5e-5
+#: but far above that noise. Both runs use one thread per process (torchrun's default), since sums split over
+#: threads round differently too. QPG training still amplifies the all-reduce's rounding: with the current
+#: simulator kernels the runs differ by up to ~2e-4 after these 4 steps (the same run on 1 vs 2 threads: ~6e-4);
+#: a rank training on its own half batch, or gradients not averaged, moves parameters by ~lr per step instead.
+TOLERANCE = 5e-4
 
 
 def _train(argv, cwd):
@@ -20,7 +23,8 @@ def _train(argv, cwd):
     return result
 
 
-def test_two_processes_match_one(tiny_dataset, tiny_overrides, tmp_path):
+def test_two_processes_match_one(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     config = tmp_path / "tiny.yaml"
     config.write_text("")
     runs = {}

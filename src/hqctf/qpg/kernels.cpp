@@ -4,14 +4,16 @@
 //
 // for channels c, basis states s, hidden units j and outputs k, act = tanh or identity. The
 // (channels, states, hidden) activations are never stored: forward computes them block by block
-// in cache, backward recomputes them. One call handles the states [s0, s1) of every channel, so
-// threads own disjoint columns of the state-indexed outputs; the sums over states (gradients of p,
-// w, b) go to per-call partial rows that the caller adds up. a is passed transposed, a_t (H, S).
+// in cache, backward recomputes them. Each part (parallel.h) handles a range of states of every
+// channel, so threads own disjoint columns of the state-indexed outputs; the sums over states
+// (gradients of p, w, b) go to per-part partial rows that the caller adds up. a is passed transposed, a_t (H, S).
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+
+#include "../parallel.h"
 
 namespace {
 
@@ -183,26 +185,36 @@ int backward(int64_t s0, int64_t s1, const T *q, const T *a_t, const T *p, const
 
 extern "C" {
 
-int hq_map_forward_f32(int64_t s0, int64_t s1, const float *q, const float *a_t, const float *p, const float *w,
-                       const float *b, int64_t C, int64_t S, int H, int K, int act, float *out) {
-    return forward(s0, s1, q, a_t, p, w, b, C, S, H, K, act, out);
+int hq_map_forward_f32(const float *q, const float *a_t, const float *p, const float *w, const float *b, int64_t C,
+                       int64_t S, int H, int K, int act, float *out, int parts) {
+    return parallel_parts(0, S, parts, [&](int64_t s0, int64_t s1, int) {
+        return forward(s0, s1, q, a_t, p, w, b, C, S, H, K, act, out);
+    });
 }
 
-int hq_map_forward_f64(int64_t s0, int64_t s1, const double *q, const double *a_t, const double *p,
-                       const double *w, const double *b, int64_t C, int64_t S, int H, int K, int act, double *out) {
-    return forward(s0, s1, q, a_t, p, w, b, C, S, H, K, act, out);
+int hq_map_forward_f64(const double *q, const double *a_t, const double *p, const double *w, const double *b,
+                       int64_t C, int64_t S, int H, int K, int act, double *out, int parts) {
+    return parallel_parts(0, S, parts, [&](int64_t s0, int64_t s1, int) {
+        return forward(s0, s1, q, a_t, p, w, b, C, S, H, K, act, out);
+    });
 }
 
-int hq_map_backward_f32(int64_t s0, int64_t s1, const float *q, const float *a_t, const float *p, const float *w,
-                        const float *g, int64_t C, int64_t S, int H, int K, int act, float *dq, float *da_t,
-                        float *p_part, float *w_part, float *b_part) {
-    return backward(s0, s1, q, a_t, p, w, g, C, S, H, K, act, dq, da_t, p_part, w_part, b_part);
+int hq_map_backward_f32(const float *q, const float *a_t, const float *p, const float *w, const float *g, int64_t C,
+                        int64_t S, int H, int K, int act, float *dq, float *da_t, float *p_part, float *w_part,
+                        float *b_part, int parts) {
+    return parallel_parts(0, S, parts, [&](int64_t s0, int64_t s1, int i) {
+        return backward(s0, s1, q, a_t, p, w, g, C, S, H, K, act, dq, da_t, p_part + i * H, w_part + i * K * H,
+                        b_part + i * K);
+    });
 }
 
-int hq_map_backward_f64(int64_t s0, int64_t s1, const double *q, const double *a_t, const double *p,
-                        const double *w, const double *g, int64_t C, int64_t S, int H, int K, int act, double *dq,
-                        double *da_t, double *p_part, double *w_part, double *b_part) {
-    return backward(s0, s1, q, a_t, p, w, g, C, S, H, K, act, dq, da_t, p_part, w_part, b_part);
+int hq_map_backward_f64(const double *q, const double *a_t, const double *p, const double *w, const double *g,
+                        int64_t C, int64_t S, int H, int K, int act, double *dq, double *da_t, double *p_part,
+                        double *w_part, double *b_part, int parts) {
+    return parallel_parts(0, S, parts, [&](int64_t s0, int64_t s1, int i) {
+        return backward(s0, s1, q, a_t, p, w, g, C, S, H, K, act, dq, da_t, p_part + i * H, w_part + i * K * H,
+                        b_part + i * K);
+    });
 }
 
 }  // extern "C"

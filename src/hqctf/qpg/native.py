@@ -19,8 +19,8 @@ MIN_PARALLEL_WORK = 1 << 17  # hidden activations below which one thread is fast
 
 _P, _I64, _I32 = compiled.POINTER, compiled.INT64, compiled.INT32
 SIGNATURES = (
-    ("hq_map_forward", (_I64, _I64, *[_P] * 5, _I64, _I64, _I32, _I32, _I32, _P)),
-    ("hq_map_backward", (_I64, _I64, *[_P] * 5, _I64, _I64, _I32, _I32, _I32, *[_P] * 5)),
+    ("hq_map_forward", (*[_P] * 5, _I64, _I64, _I32, _I32, _I32, _P, _I32)),
+    ("hq_map_backward", (*[_P] * 5, _I64, _I64, _I32, _I32, _I32, *[_P] * 5, _I32)),
 )
 
 
@@ -29,8 +29,8 @@ def library() -> ctypes.CDLL:
     return compiled.load(SOURCE, SIGNATURES)
 
 
-def _parts(channels: int, states: int, hidden: int) -> list[tuple[int, int]]:
-    return compiled.ranges(states, channels * states * hidden < MIN_PARALLEL_WORK)
+def _parts(channels: int, states: int, hidden: int) -> int:
+    return compiled.threads(channels * states * hidden, MIN_PARALLEL_WORK)
 
 
 def forward(q, a_t, p, w, b, activation: str) -> torch.Tensor:
@@ -38,11 +38,9 @@ def forward(q, a_t, p, w, b, activation: str) -> torch.Tensor:
     (channels, states), (outputs, hidden) = q.shape, w.shape
     out = torch.empty(channels, states * outputs, dtype=q.dtype)
     fn = getattr(library(), f"hq_map_forward_{compiled.suffix(q.dtype)}")
-    args = (q, a_t, p, w, b)
-    tail = (channels, states, hidden, outputs, ACTIVATIONS[activation], out.data_ptr())
-    compiled.run_all(
-        fn, [(s0, s1, *(t.data_ptr() for t in args), *tail) for s0, s1 in _parts(channels, states, hidden)]
-    )
+    ins = (t.data_ptr() for t in (q, a_t, p, w, b))
+    compiled.call(fn, *ins, channels, states, hidden, outputs, ACTIVATIONS[activation], out.data_ptr(),
+                  _parts(channels, states, hidden))
     return out
 
 
@@ -51,17 +49,11 @@ def backward(q, a_t, p, w, grad, activation: str):
     (channels, states), (outputs, hidden) = q.shape, w.shape
     parts = _parts(channels, states, hidden)
     grad_q, grad_a_t = torch.empty_like(q), torch.zeros_like(a_t)
-    p_part = torch.empty(len(parts), hidden, dtype=q.dtype)
-    w_part = torch.empty(len(parts), outputs, hidden, dtype=q.dtype)
-    b_part = torch.empty(len(parts), outputs, dtype=q.dtype)
+    p_part = torch.empty(parts, hidden, dtype=q.dtype)
+    w_part = torch.empty(parts, outputs, hidden, dtype=q.dtype)
+    b_part = torch.empty(parts, outputs, dtype=q.dtype)
     fn = getattr(library(), f"hq_map_backward_{compiled.suffix(q.dtype)}")
-    ins = tuple(t.data_ptr() for t in (q, a_t, p, w, grad))
-    head = (channels, states, hidden, outputs, ACTIVATIONS[activation], grad_q.data_ptr(), grad_a_t.data_ptr())
-    compiled.run_all(
-        fn,
-        [
-            (s0, s1, *ins, *head, p_part[i].data_ptr(), w_part[i].data_ptr(), b_part[i].data_ptr())
-            for i, (s0, s1) in enumerate(parts)
-        ],
-    )
+    ins = (t.data_ptr() for t in (q, a_t, p, w, grad))
+    outs = (t.data_ptr() for t in (grad_q, grad_a_t, p_part, w_part, b_part))
+    compiled.call(fn, *ins, channels, states, hidden, outputs, ACTIVATIONS[activation], *outs, parts)
     return grad_q, grad_a_t, p_part.sum(0), w_part.sum(0), b_part.sum(0)

@@ -1,6 +1,6 @@
 // Native CPU kernels for the real (RY + CNOT/CZ) circuit path, loaded through ctypes by native.py.
 //
-// One call simulates circuits [first, last) of a batch. Each circuit's state stays in cache for all
+// One call simulates a batch of circuits, split over threads by parallel.h. Each circuit's state stays in cache for all
 // its layers, so memory traffic is one write of the final state and probabilities (forward) or one
 // read of them and of the incoming gradient (backward). Conventions match simulator.py: theta
 // (C, L, n), states (C, 2^n), qubit 0 the most significant bit.
@@ -26,6 +26,8 @@
 #include <cstring>
 #include <type_traits>
 #include <utility>
+
+#include "../parallel.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors never cross this file's (inlined) calls
@@ -526,24 +528,32 @@ int backward(const T *theta, int64_t first, int64_t last, int L, int n, int kind
 
 extern "C" {
 
-int hq_forward_f32(const float *theta, int64_t first, int64_t last, int L, int n, int kind, const float *sign,
-                   float *states, float *probs) {
-    return forward(theta, first, last, L, n, kind, sign, states, probs);
+int hq_forward_f32(const float *theta, int64_t C, int L, int n, int kind, const float *sign, float *states,
+                   float *probs, int threads) {
+    return parallel_parts(0, C, threads, [&](int64_t a, int64_t b, int) {
+        return forward(theta, a, b, L, n, kind, sign, states, probs);
+    });
 }
 
-int hq_forward_f64(const double *theta, int64_t first, int64_t last, int L, int n, int kind, const double *sign,
-                   double *states, double *probs) {
-    return forward(theta, first, last, L, n, kind, sign, states, probs);
+int hq_forward_f64(const double *theta, int64_t C, int L, int n, int kind, const double *sign, double *states,
+                   double *probs, int threads) {
+    return parallel_parts(0, C, threads, [&](int64_t a, int64_t b, int) {
+        return forward(theta, a, b, L, n, kind, sign, states, probs);
+    });
 }
 
-int hq_backward_f32(const float *theta, int64_t first, int64_t last, int L, int n, int kind, const float *sign,
-                    const float *states, const float *grad_probs, float *grad_theta) {
-    return backward(theta, first, last, L, n, kind, sign, states, grad_probs, grad_theta);
+int hq_backward_f32(const float *theta, int64_t C, int L, int n, int kind, const float *sign, const float *states,
+                    const float *grad_probs, float *grad_theta, int threads) {
+    return parallel_parts(0, C, threads, [&](int64_t a, int64_t b, int) {
+        return backward(theta, a, b, L, n, kind, sign, states, grad_probs, grad_theta);
+    });
 }
 
-int hq_backward_f64(const double *theta, int64_t first, int64_t last, int L, int n, int kind, const double *sign,
-                    const double *states, const double *grad_probs, double *grad_theta) {
-    return backward(theta, first, last, L, n, kind, sign, states, grad_probs, grad_theta);
+int hq_backward_f64(const double *theta, int64_t C, int L, int n, int kind, const double *sign,
+                    const double *states, const double *grad_probs, double *grad_theta, int threads) {
+    return parallel_parts(0, C, threads, [&](int64_t a, int64_t b, int) {
+        return backward(theta, a, b, L, n, kind, sign, states, grad_probs, grad_theta);
+    });
 }
 
 }  // extern "C"

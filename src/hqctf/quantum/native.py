@@ -17,13 +17,13 @@ __all__ = ["NativeUnavailable", "backward", "forward", "library"]
 
 SOURCE = Path(__file__).with_name("kernels.cpp")
 KINDS = {"none": 0, "cnot": 1, "cz": 2, "cnot_ring": 3}
-MIN_PARALLEL_WORK = 1 << 23  # amplitude updates (~2 ms on one core) below which waking a second thread costs more than it saves
+MIN_PARALLEL_WORK = 1 << 20  # amplitude updates below which one thread is faster
 
 
 _P, _I64, _I32 = compiled.POINTER, compiled.INT64, compiled.INT32
 SIGNATURES = (
-    ("hq_forward", (_P, _I64, _I64, _I32, _I32, _I32, _P, _P, _P)),
-    ("hq_backward", (_P, _I64, _I64, _I32, _I32, _I32, _P, _P, _P, _P)),
+    ("hq_forward", (_P, _I64, _I32, _I32, _I32, _P, _P, _P, _I32)),
+    ("hq_backward", (_P, _I64, _I32, _I32, _I32, _P, _P, _P, _P, _I32)),
 )
 
 
@@ -42,9 +42,9 @@ def forward(theta: torch.Tensor, kind: str, sign: torch.Tensor | None):
     states = torch.empty(batch, 1 << n, dtype=theta.dtype)
     probs = torch.empty_like(states)
     fn = getattr(library(), f"hq_forward_{compiled.suffix(theta.dtype)}")
-    args = (n_layers, n, KINDS[kind], compiled.pointer(sign), states.data_ptr(), probs.data_ptr())
-    parts = compiled.ranges(batch, batch * n_layers * n << n < MIN_PARALLEL_WORK)
-    compiled.run_all(fn, [(theta.data_ptr(), first, last, *args) for first, last in parts])
+    threads = compiled.threads(batch * n_layers * n << n, MIN_PARALLEL_WORK)
+    compiled.call(fn, theta.data_ptr(), batch, n_layers, n, KINDS[kind], compiled.pointer(sign), states.data_ptr(),
+                  probs.data_ptr(), threads)
     return states, probs
 
 
@@ -60,7 +60,7 @@ def backward(
     batch, n_layers, n = theta.shape
     grad = torch.empty_like(theta)
     fn = getattr(library(), f"hq_backward_{compiled.suffix(theta.dtype)}")
-    args = (n_layers, n, KINDS[kind], compiled.pointer(sign), states.data_ptr(), grad_probs.data_ptr(), grad.data_ptr())
-    parts = compiled.ranges(batch, batch * n_layers * n << n < MIN_PARALLEL_WORK)
-    compiled.run_all(fn, [(theta.data_ptr(), first, last, *args) for first, last in parts])
+    threads = compiled.threads(batch * n_layers * n << n, MIN_PARALLEL_WORK)
+    compiled.call(fn, theta.data_ptr(), batch, n_layers, n, KINDS[kind], compiled.pointer(sign), states.data_ptr(),
+                  grad_probs.data_ptr(), grad.data_ptr(), threads)
     return grad
