@@ -17,6 +17,8 @@ Two paths:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch.utils.checkpoint import checkpoint
 
@@ -101,6 +103,7 @@ class _RealNative(torch.autograd.Function):
         return native.backward(theta, ctx.kind, ctx.sign, states, grad_probs), None, None
 
 
+@lru_cache(maxsize=64)
 def _native_entangler(spec: CircuitSpec, dtype: torch.dtype) -> tuple[str, torch.Tensor | None]:
     pairs = spec.pairs()
     if not pairs:
@@ -149,13 +152,12 @@ def simulate(
         raise ValueError(f"angles must have shape (C, {', '.join(map(str, expected))}), got {tuple(angles.shape)}")
     if not angles.is_floating_point():
         raise TypeError(f"angles must be float32 or float64, got {angles.dtype}")
-    use_native = _use_native(engine, spec, angles, backward)
+    if _use_native(engine, spec, angles, backward):
+        return _RealNative.apply(angles[:, :, 0], *_native_entangler(spec, angles.dtype))
     sizes = block_sizes(spec.n_qubits, max_block)
     batch, n = angles.shape[0], spec.n_qubits
     if spec.is_real:
         theta = angles[:, :, 0]
-        if use_native:
-            return _RealNative.apply(theta, *_native_entangler(spec, angles.dtype))
         ent = Entangler(spec, angles.device, angles.dtype)
         if backward == "adjoint":
             return _RealAdjoint.apply(theta, sizes, ent)
