@@ -145,6 +145,33 @@ def test_library_is_compiled_once_into_the_cache(tmp_path, engine, native_engine
     assert sorted((tmp_path / "native").iterdir()) == built and built[0].stat().st_mtime_ns == stamp
 
 
+_NO_OPENMP_PROBE = """
+import torch
+from hqctf.quantum import CircuitSpec, native, simulate
+torch.set_num_threads(2)
+native.MIN_PARALLEL_WORK = 0  # two parts, which run one after the other without OpenMP
+spec = CircuitSpec(6, 3)
+angles = torch.rand(5, *spec.angle_shape, dtype=torch.float64) * 6
+diff = (simulate(angles, spec, engine="native") - simulate(angles, spec, engine="torch")).abs().max()
+print(float(diff))
+"""
+
+
+@pytest.mark.parametrize("engine", ["native"])
+def test_compiler_without_openmp_builds_a_one_thread_library(tmp_path, engine, native_engine):
+    """A compiler that rejects -fopenmp (e.g. Apple clang) still gets the compiled engine, on one thread."""
+    real = os.environ.get("CXX", "c++")
+    wrapper = tmp_path / "cxx-no-openmp"
+    wrapper.write_text(f'#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && {{ echo "unsupported: $a" >&2; exit 1; }}; done\n'
+                       f'exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**os.environ, "CXX": str(wrapper), "HQCTF_NATIVE_DIR": str(tmp_path / "native")}
+    done = subprocess.run([sys.executable, "-c", _NO_OPENMP_PROBE], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 1e-12
+    assert len(list((tmp_path / "native").glob("*.so"))) == 1
+
+
 _FORK = """
 import os, torch
 from hqctf.quantum import native
