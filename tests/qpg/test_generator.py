@@ -1,5 +1,6 @@
 """QPG weight generation: shapes, gradients, counts, init statistics, rank and errors."""
 
+import dataclasses
 import math
 
 import pytest
@@ -8,6 +9,7 @@ from torch import nn
 
 from hqctf.qpg import QPGConfig, TargetError, count_parameters, weight_effective_rank, wrap
 from hqctf.qpg.bank import generate, generators
+from hqctf.qpg.diagnostics import layer_signals
 from hqctf.qpg.generator import QPGGenerator
 from hqctf.qpg.targets import out_channel_dim
 
@@ -40,7 +42,7 @@ def test_generated_shapes_gradients_and_init(make, shape):
     classical_std = model.layer.weight.std().item()
     x = torch.randn(shape)
     expected_out = model(x).shape
-    wrap(model, QPGConfig())
+    wrap(model, QPGConfig(min_compression=0))
     layer = model.layer
     assert tuple(layer.weight.shape) == classical_shape
     assert "weight" not in dict(layer.named_parameters(recurse=False))
@@ -55,7 +57,7 @@ def test_generated_shapes_gradients_and_init(make, shape):
 
 
 @pytest.mark.parametrize("make", [m for _, m, _ in LAYERS], ids=[n for n, _, _ in LAYERS])
-@pytest.mark.parametrize("config", [QPGConfig(), QPGConfig(n_layers=3, chunk=4, mapping_hidden=(8, 8))])
+@pytest.mark.parametrize("config", [QPGConfig(min_compression=0), QPGConfig(min_compression=0, n_layers=3, chunk=4, mapping_hidden=(8, 8))])
 def test_trainable_count_formula(make, config):
     model = Holder(make())
     layer = model.layer
@@ -69,15 +71,15 @@ def test_trainable_count_formula(make, config):
 def test_trainable_count_by_hand():
     # Conv2d(4, 8, 3): M = 36 weights per channel -> n = 6 qubits; L = 2 -> 8 * 6 * 2 = 96 angles;
     # mapping (16,): bits 6*16 + 16, probability 16, output 16 + 1 -> 145; gain 1.
-    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, QPGConfig()) == 96 + 145 + 1
+    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, QPGConfig(min_compression=0)) == 96 + 145 + 1
     # chunk 4: ceil(36 / 4) = 9 states -> n = 4; mapping output 4 wide: 4*16+16 + 16 + 16*4+4
-    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, QPGConfig(chunk=4)) == 8 * 4 * 2 + 164 + 1
+    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, QPGConfig(min_compression=0, chunk=4)) == 8 * 4 * 2 + 164 + 1
 
 
 @pytest.mark.parametrize("rotations", [("rx", "ry"), ("u3",)])
 def test_complex_circuits_generate_and_train(rotations):
     model = Holder(nn.Conv2d(3, 4, 3))
-    wrap(model, QPGConfig(rotations=rotations, entangler="cz"))
+    wrap(model, QPGConfig(min_compression=0, rotations=rotations, entangler="cz"))
     model(torch.randn(1, 3, 6, 6)).square().sum().backward()  # a plain sum is blind to centred weights
     assert model.layer.qpg.angles.grad.abs().sum() > 0
 
@@ -87,9 +89,9 @@ def test_finite_shots_perturb_weights_but_keep_gradients():
     exact = Holder(nn.Conv2d(3, 4, 3))
     shots = Holder(nn.Conv2d(3, 4, 3))
     shots.load_state_dict(exact.state_dict())
-    wrap(exact, QPGConfig())
+    wrap(exact, QPGConfig(min_compression=0))
     torch.manual_seed(1)
-    wrap(shots, QPGConfig(shots=64))
+    wrap(shots, QPGConfig(min_compression=0, shots=64))
     shots.layer.qpg.load_state_dict(exact.layer.qpg.state_dict())
     w_exact, w_shots = generate(generators(exact))["layer"], generate(generators(shots))["layer"]
     assert not torch.allclose(w_exact, w_shots)
@@ -105,7 +107,7 @@ def test_balancing_the_common_component_raises_rank(out_channels, in_channels):
         values = []
         for seed in range(4):
             torch.manual_seed(seed)
-            model = wrap(Holder(nn.Conv2d(in_channels, out_channels, 3)), QPGConfig(centre=centre))
+            model = wrap(Holder(nn.Conv2d(in_channels, out_channels, 3)), QPGConfig(min_compression=0, common="balance" if centre else "none"))
             rank, max_rank = weight_effective_rank(model.layer.weight)
             values.append(rank / max_rank)
         ratios[centre] = sum(values) / len(values)
@@ -115,34 +117,34 @@ def test_balancing_the_common_component_raises_rank(out_channels, in_channels):
 
 def test_qubit_limit_suggests_chunking():
     with pytest.raises(TargetError, match=r"needs 6 qubits, over max_qubits=4.*chunk >= 3"):
-        wrap(Holder(nn.Conv2d(4, 8, 3)), QPGConfig(max_qubits=4))
-    wrap(Holder(nn.Conv2d(4, 8, 3)), QPGConfig(max_qubits=4, chunk=3))
+        wrap(Holder(nn.Conv2d(4, 8, 3)), QPGConfig(min_compression=0, max_qubits=4))
+    wrap(Holder(nn.Conv2d(4, 8, 3)), QPGConfig(min_compression=0, max_qubits=4, chunk=3))
 
 
 def test_unsupported_layer_is_named():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Bilinear(3, 3, 2))
     with pytest.raises(TargetError, match=r"layer '1' of type Bilinear cannot be generated"):
-        wrap(model, QPGConfig())
+        wrap(model, QPGConfig(min_compression=0))
 
 
 def test_pattern_matching_nothing_lists_layer_names():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Conv2d(2, 2, 1))
     with pytest.raises(TargetError, match=r"matched no supported layer; layer names are: 0, 2"):
-        wrap(model, QPGConfig(target_modules=("encoder.*",)))
+        wrap(model, QPGConfig(min_compression=0, target_modules=("encoder.*",)))
 
 
 def test_normalisation_layers_stay_classical_and_exclusions_apply():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
-    wrap(model, QPGConfig(exclude_modules=("2",)))
+    wrap(model, QPGConfig(min_compression=0, exclude_modules=("2",)))
     assert list(generators(model)) == ["0"]
     assert isinstance(model[1].weight, nn.Parameter) and isinstance(model[2].weight, nn.Parameter)
 
 
 def test_wrapping_twice_is_refused():
     model = Holder(nn.Linear(4, 4))
-    wrap(model, QPGConfig())
+    wrap(model, QPGConfig(min_compression=0))
     with pytest.raises(TargetError, match="merge it before wrapping again"):
-        wrap(model, QPGConfig())
+        wrap(model, QPGConfig(min_compression=0))
 
 
 @pytest.mark.parametrize("hidden, activation", [((16,), "tanh"), ((8, 8), "gelu"), ((4,), "none")])
@@ -165,3 +167,99 @@ def test_chunked_mapping_matches_plain_autograd(monkeypatch, hidden, activation)
         torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
     with torch.no_grad():
         assert mapping(q).grad_fn is None
+
+
+# one row per generator option: shapes, merge equality, gradients to every trainable part, trainable counts
+OPTIONS = [
+    dict(transform="sqrt", mapping_hidden=(), common="subtract", gain="channel"),
+    dict(transform="amplitude", mapping_hidden=(), common="subtract", gain="channel"),
+    dict(transform="log", common="none"),
+    dict(transform="qt", init="hyperfan"),
+    dict(transform="sqrt", mapping_hidden=(), init="hyperfan"),
+    dict(inputs="embedding", mapping_hidden=(), gain="channel"),
+    dict(inputs="frozen", transform="sqrt", mapping_hidden=()),
+    dict(residual=True, transform="sqrt", mapping_hidden=()),
+    dict(n_layers=6, chunk=3, mapping_hidden=(8, 8), mapping_activation="gelu"),
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize("make, shape", [(m, s) for n, m, s in LAYERS if n in ("conv2d", "convtranspose2d", "linear")],
+                         ids=["conv2d", "convtranspose2d", "linear"])
+def test_generator_options(options, make, shape):
+    from hqctf.qpg import merge
+
+    torch.manual_seed(0)
+    model = Holder(make())
+    weight0 = model.layer.weight.detach().clone()
+    classical_std = weight0.std().item()
+    config = QPGConfig(min_compression=0, **options)
+    wrap(model, config)
+    gen = model.layer.qpg
+    generated = model.layer.weight - (weight0 if config.residual else 0)
+    assert tuple(model.layer.weight.shape) == tuple(weight0.shape)
+    assert math.isclose(generated.std().item(), classical_std, rel_tol=1e-4)
+    if config.init == "hyperfan":
+        assert gen.scale.item() == 1.0
+    x = torch.randn(shape)
+    model.eval()
+    merged = merge(model)
+    torch.testing.assert_close(merged(x), model(x), atol=1e-6, rtol=1e-5)
+    model.train()
+    model(x).square().sum().backward()
+    trainable = {n: p for n, p in gen.named_parameters() if p.requires_grad}
+    for name, p in trainable.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    if config.inputs == "frozen":
+        assert not gen.angles.requires_grad and gen.angles.grad is None
+    assert sum(p.numel() for p in trainable.values()) == QPGGenerator.trainable_count(
+        tuple(weight0.shape), out_channel_dim(model.layer), config)
+
+
+def test_residual_generator_adds_the_frozen_initial_weight():
+    torch.manual_seed(0)
+    model = Holder(nn.Conv2d(4, 8, 3))
+    weight0 = model.layer.weight.detach().clone()
+    wrap(model, QPGConfig(min_compression=0, residual=True))
+    gen = model.layer.qpg
+    torch.testing.assert_close(gen.base, weight0)
+    assert not any(p is gen.base for p in gen.parameters())
+    torch.testing.assert_close(model.layer.weight - weight0, gen._generated(gen.measure()).reshape(weight0.shape))
+
+
+def test_embedding_inputs_have_the_circuit_budget_and_no_circuit():
+    config = QPGConfig(min_compression=0, inputs="embedding", n_layers=3)
+    model = wrap(Holder(nn.Conv2d(4, 8, 3)), config)
+    gen = model.layer.qpg
+    assert not hasattr(gen, "angles") and tuple(gen.embedding.shape) == (8, gen.spec.n_params)
+    circuit = QPGGenerator.trainable_count((8, 4, 3, 3), 0, dataclasses.replace(config, inputs="circuit"))
+    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, config) == circuit
+    assert math.isnan(layer_signals(model)[0].near_zero)
+
+
+def test_small_layers_stay_classical_and_the_report_says_so():
+    from hqctf.qpg import trainable_report
+
+    # Conv2d(1, 4, 3): 36 weights, generator 4*4*2 angles + mapping > 36; Conv2d(16, 32, 3): 4,608 weights
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Conv2d(4, 32, 3), nn.Conv2d(32, 32, 3))
+    wrap(model, QPGConfig())
+    assert "0" not in generators(model) and isinstance(model[0].weight, nn.Parameter)
+    assert set(generators(model)) == {"1", "2"}
+    assert "0: kept classical: its generator would have" in trainable_report(model)
+    with pytest.raises(TargetError, match="nothing to generate"):
+        wrap(Holder(nn.Conv2d(1, 4, 3)), QPGConfig())
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(transform="square"), "unknown transform 'square'"),
+    (dict(common="mean"), "unknown common 'mean'"),
+    (dict(inputs="random"), "unknown inputs 'random'"),
+    (dict(gain="row"), "unknown gain 'row'"),
+    (dict(init="xavier"), "unknown init 'xavier'"),
+    (dict(transform="amplitude", shots=100), "not measurable"),
+    (dict(transform="amplitude", rotations=("rx", "ry")), "needs real circuits"),
+    (dict(min_compression=-1), "min_compression must be >= 0"),
+])
+def test_bad_options_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        QPGConfig(**bad)

@@ -13,7 +13,7 @@ def test_qpg_training_reduces_loss_on_real_ct_slice():
     x = torch.from_numpy(images[:2, :, 32:96, 32:96])
     y = torch.from_numpy(labels[:2, None, 32:96, 32:96])
     torch.manual_seed(0)
-    model = wrap(BasicUNet(2, 1, len(names), features=(8, 8, 16, 32, 64, 8)), QPGConfig())
+    model = wrap(BasicUNet(2, 1, len(names), features=(8, 8, 16, 32, 64, 8)), QPGConfig(min_compression=0))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)

@@ -27,7 +27,7 @@ def _out(y):
 
 
 @pytest.mark.parametrize("net", NETS)
-@pytest.mark.parametrize("config", [QPGConfig(), LoRAConfig(r=2), LowRankConfig(r=2)], ids=["qpg", "lora", "lowrank"])
+@pytest.mark.parametrize("config", [QPGConfig(min_compression=0), LoRAConfig(r=2), LowRankConfig(r=2)], ids=["qpg", "lora", "lowrank"])
 def test_merge_equals_wrapped_and_keeps_names(net, config):
     make, shape = NETS[net]
     torch.manual_seed(0)
@@ -56,7 +56,7 @@ def test_merge_equals_wrapped_and_keeps_names(net, config):
 def test_merged_model_runs_without_hqctf(tmp_path):
     """The merged network is a plain MONAI module: it loads and predicts where hqctf cannot be imported."""
     torch.manual_seed(0)
-    model = wrap(BasicUNetPlusPlus(2, 1, 3, features=FEATURES), QPGConfig()).eval()
+    model = wrap(BasicUNetPlusPlus(2, 1, 3, features=FEATURES), QPGConfig(min_compression=0)).eval()
     x = torch.randn(1, 1, 32, 32)
     torch.save({"state": merge(model).state_dict(), "x": x, "y": _out(model(x))}, tmp_path / "merged.pt")
     script = textwrap.dedent(
@@ -80,7 +80,7 @@ def test_merged_model_runs_without_hqctf(tmp_path):
 @pytest.mark.parametrize("net", NETS)
 def test_generated_weights_have_high_effective_rank_at_init(net):
     torch.manual_seed(0)
-    model = wrap(NETS[net][0](), QPGConfig())
+    model = wrap(NETS[net][0](), QPGConfig(min_compression=0))
     for name in generators(model):
         layer = model.get_submodule(name)
         rank, max_rank = weight_effective_rank(layer.weight, out_channel_dim(layer))
@@ -92,7 +92,7 @@ def test_default_unetpp_rank_and_budget():
     torch.manual_seed(0)
     model = BasicUNetPlusPlus(2, 1, 8)
     classical = sum(p.numel() for p in model.parameters())
-    wrap(model, QPGConfig())
+    wrap(model, QPGConfig(min_compression=0))
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert trainable * 10 <= classical
     for name in generators(model):
@@ -103,7 +103,7 @@ def test_default_unetpp_rank_and_budget():
 
 def test_trainable_report_lists_every_layer():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
-    wrap(model, QPGConfig(exclude_modules=("2",)))
+    wrap(model, QPGConfig(min_compression=0, exclude_modules=("2",)))
     report = trainable_report(model)
     lines = report.splitlines()
     assert lines[1].split()[:3] == ["0", "Conv2d", "qpg"]
@@ -149,7 +149,7 @@ def test_weights_are_regenerated_only_when_generators_change(monkeypatch):
     import hqctf.qpg.bank as bank
 
     torch.manual_seed(0)
-    model = wrap(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)), QPGConfig())
+    model = wrap(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3)), QPGConfig(min_compression=0))
     calls = []
     real_generate = bank.generate
     monkeypatch.setattr(bank, "generate", lambda gens: calls.append(1) or real_generate(gens))

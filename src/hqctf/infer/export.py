@@ -17,7 +17,7 @@ from torch import nn
 from .. import __version__
 from ..atomic import atomic_path, write_atomic, write_json_atomic
 from ..qpg import merge
-from ..train.config import ConfigError, TrainConfig
+from ..train.config import GENERATED_MODES, ConfigError, TrainConfig
 from ..train.models import build_model, logits_of, network_features
 from ..train.trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, resume_config
 
@@ -49,7 +49,7 @@ def load_run(run: str | Path, checkpoint: str = "best") -> tuple[nn.Module, Trai
     model = build_model(config.model, config.mode, max(labels, default=0) + 1)
     model.load_state_dict(state["model"])
     model.eval()
-    plain = merge(model) if config.mode.name in ("qpg", "lora", "lowrank") else model
+    plain = merge(model) if config.mode.name in GENERATED_MODES else model
     return plain.eval(), config, labels
 
 

@@ -35,20 +35,20 @@ def generate(gens: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     weights: dict[str, torch.Tensor] = {}
     groups: dict[tuple, list[str]] = defaultdict(list)
     for name, gen in gens.items():
-        if isinstance(gen, QPGGenerator):
+        if isinstance(gen, QPGGenerator) and gen.uses_circuit:
             c = gen.config
-            groups[(gen.spec, c.backward, c.max_block, c.engine, c.shots)].append(name)
+            groups[(gen.spec, c.backward, c.max_block, c.engine, c.shots, gen.circuit_output)].append(name)
         else:
             weights[name] = gen()
-    for (spec, backward, max_block, engine, shots), names in groups.items():
+    for (spec, backward, max_block, engine, shots, output), names in groups.items():
         members = [gens[n] for n in names]
         angles = torch.cat([g.angles for g in members]) if len(members) > 1 else members[0].angles
-        probs = simulate(angles, spec, backward=backward, max_block=max_block, engine=engine)
+        measured = simulate(angles, spec, backward=backward, max_block=max_block, engine=engine, output=output)
         if shots:
-            probs = sample_probabilities(probs, shots)
-        for name, gen, p in zip(names, members, probs.split([g.rows for g in members])):
-            weights[name] = gen.weight(p)
-    return weights
+            measured = sample_probabilities(measured, shots)
+        for name, gen, m in zip(names, members, measured.split([g.rows for g in members])):
+            weights[name] = gen.weight(m)
+    return {name: weights[name] for name in gens}
 
 
 def _state_key(gens: dict[str, nn.Module]) -> tuple:

@@ -6,6 +6,12 @@ from dataclasses import dataclass, field
 
 from ..compiled import ENGINES
 
+TRANSFORMS = ("scaled", "qt", "sqrt", "log", "amplitude")
+COMMONS = ("balance", "subtract", "none")
+INPUTS = ("circuit", "frozen", "embedding")
+GAINS = ("layer", "channel")
+INITS = ("scale", "hyperfan")
+
 
 @dataclass
 class TargetConfig:
@@ -32,13 +38,26 @@ class QPGConfig(TargetConfig):
         ring: close the entangling ladder into a ring.
         chunk: weights emitted per basis state (QPA-style chunking); qubits n = ceil(log2(ceil(M / chunk))).
         max_qubits: refuse circuits above this many qubits (suggests a larger ``chunk``).
-        transform: ``scaled`` (q = 2^n p - 1) or ``qt`` (Quantum-Train's (beta tanh(gamma 2^(n-1) p))^alpha, centred).
+        transform: what the mapping network reads per basis state: ``scaled`` (q = 2^n p - 1), ``qt``
+            (Quantum-Train's (beta tanh(gamma 2^(n-1) p))^alpha, centred), ``sqrt`` (2^(n/2) sqrt(p), measurable,
+            its gradient does not vanish with the amplitude), ``log`` (log(2^n p + 0.01)) or ``amplitude``
+            (2^(n/2) times the signed amplitude: a simulator-only upper bound that no hardware can measure).
         qt_beta, qt_gamma, qt_alpha: parameters of the ``qt`` transform.
-        mapping_hidden: hidden widths of the mapping network [bits, q] -> ... -> chunk.
+        mapping_hidden: hidden widths of the mapping network [bits, q] -> ... -> chunk; ``()`` is affine.
         mapping_activation: ``tanh``, ``gelu`` or ``none`` (an affine mapping, as the public QT code).
-        centre: shrink the row shared by all of a layer's channels (the per-position mean) to the size of
-            one channel's own part; keeps the shared mapping network from collapsing the generated matrix to
-            rank ~1 without losing the rank that plain mean subtraction costs.
+        common: the row shared by all of a layer's channels (the per-position mean): ``balance`` shrinks it to
+            the size of one channel's own part (against rank collapse without losing a rank), ``subtract``
+            removes it, ``none`` keeps it.
+        gain: learnable log-gain per ``layer`` or per output ``channel``.
+        init: ``scale`` (a fixed multiplier sets the initial weight std to the classical init's) or
+            ``hyperfan`` (the mapping's output layer itself is rescaled to that std; no fixed multiplier).
+        inputs: ``circuit`` (trained circuits: QPG), ``frozen`` (random circuits that are never trained: only
+            mapping and gains learn; a control) or ``embedding`` (a learned per-channel vector with as many numbers
+            as the circuit has angles, through a fixed random projection to the basis states: a classical
+            hypernetwork control at QPG's budget).
+        residual: W = W0 + generated, W0 the classical random init kept frozen (its own mode, never QPG).
+        min_compression: layers whose generator would not have at least this many times fewer trainable
+            parameters than the layer has weights stay classical (``trainable_report`` says so).
         shots: estimate probabilities from this many measurements per circuit (None: exact).
         backward: simulator backward, ``adjoint``, ``autograd`` or ``checkpoint``.
         max_block: qubits fused into one Kronecker block by the simulator's torch engine.
@@ -51,21 +70,34 @@ class QPGConfig(TargetConfig):
     ring: bool = field(default=True, metadata={"help": "close the entangling ladder into a ring"})
     chunk: int = field(default=1, metadata={"help": "weights per basis state"})
     max_qubits: int = field(default=20, metadata={"help": "largest circuit allowed"})
-    transform: str = field(default="scaled", metadata={"help": "probability transform: scaled or qt"})
+    transform: str = field(default="scaled", metadata={"help": f"probability transform: one of {TRANSFORMS}"})
     qt_beta: float = 0.8
     qt_gamma: float = 0.1
     qt_alpha: float = 0.3
     mapping_hidden: tuple[int, ...] = field(default=(16,), metadata={"help": "mapping network widths"})
     mapping_activation: str = field(default="tanh", metadata={"help": "tanh, gelu or none"})
-    centre: bool = field(default=True, metadata={"help": "balance the channel-common component (against rank collapse)"})
+    common: str = field(default="balance", metadata={"help": f"channel-common component: one of {COMMONS}"})
+    gain: str = field(default="layer", metadata={"help": f"learnable log-gain per {GAINS}"})
+    init: str = field(default="scale", metadata={"help": f"initial weight std: one of {INITS}"})
+    inputs: str = field(default="circuit", metadata={"help": f"generator inputs: one of {INPUTS}"})
+    residual: bool = field(default=False, metadata={"help": "W = frozen random W0 + generated (its own mode)"})
+    min_compression: float = field(default=1.0, metadata={"help": "keep a layer classical unless its generator is this many times smaller"})
     shots: int | None = field(default=None, metadata={"help": "finite-shot estimation (None: exact)"})
     backward: str = field(default="adjoint", metadata={"help": "adjoint, autograd or checkpoint"})
     max_block: int = field(default=5, metadata={"help": "qubits per fused Kronecker block (torch engine)"})
     engine: str = field(default="auto", metadata={"help": "simulator engine: auto, native or torch"})
 
     def __post_init__(self) -> None:
-        if self.transform not in ("scaled", "qt"):
-            raise ValueError(f"unknown transform {self.transform!r}; choose from ['scaled', 'qt']")
+        for key, choices in (("transform", TRANSFORMS), ("common", COMMONS), ("inputs", INPUTS), ("gain", GAINS),
+                             ("init", INITS)):
+            if getattr(self, key) not in choices:
+                raise ValueError(f"unknown {key} {getattr(self, key)!r}; choose from {list(choices)}")
+        if self.transform == "amplitude" and self.shots:
+            raise ValueError("transform 'amplitude' is not measurable, so it cannot be estimated from shots")
+        if self.transform == "amplitude" and tuple(self.rotations) != ("ry",):
+            raise ValueError("transform 'amplitude' needs real circuits: rotations ['ry']")
+        if self.min_compression < 0:
+            raise ValueError(f"min_compression must be >= 0, got {self.min_compression}")
         if self.mapping_activation not in ("tanh", "gelu", "none"):
             raise ValueError(f"unknown mapping_activation {self.mapping_activation!r}; choose from ['tanh', 'gelu', 'none']")
         if self.engine not in ENGINES:

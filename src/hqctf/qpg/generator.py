@@ -123,6 +123,12 @@ class MappingNetwork(nn.Module):
         rows = max(1, CHUNK_ELEMENTS // (q.shape[1] * widest))
         return _ChunkedRecompute.apply(self._map, rows, params, q, *params)
 
+    def output_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the layer that emits the weights (scaling them scales the output exactly)."""
+        if self.hidden:
+            return [self.hidden[-1].weight, self.hidden[-1].bias]
+        return [self.bits_in.weight, self.bits_in.bias, self.prob_in]
+
     def _use_native(self, q: torch.Tensor) -> bool:
         fits = (
             len(self.hidden) == 1
@@ -148,11 +154,14 @@ class QPGGenerator(nn.Module):
         out_dim: dimension of ``shape`` that indexes output channels.
         config: generator settings.
         target_std: standard deviation the generated weight gets at initialisation (the classical init's).
+        base: the classical initial weight, kept frozen as W0 when ``config.residual``.
     """
 
-    def __init__(self, shape: tuple[int, ...], out_dim: int, config: QPGConfig, target_std: float):
+    def __init__(self, shape: tuple[int, ...], out_dim: int, config: QPGConfig, target_std: float,
+                 base: torch.Tensor | None = None):
         super().__init__()
         self.shape, self.out_dim, self.config = tuple(shape), out_dim, config
+        self.target_std = target_std
         self.rows, self.per_row = weight_rows(self.shape, out_dim)
         n = qubits_for(self.per_row, config.chunk)
         if n > config.max_qubits:
@@ -161,46 +170,102 @@ class QPGGenerator(nn.Module):
                 f"use chunked generation (chunk >= {math.ceil(self.per_row / 2**config.max_qubits)}) or raise max_qubits"
             )
         self.spec = CircuitSpec(n, config.n_layers, tuple(config.rotations), config.entangler, config.ring)
-        self.angles = nn.Parameter(torch.rand(self.rows, *self.spec.angle_shape) * (2 * math.pi))
         self.n_states = math.ceil(self.per_row / config.chunk)
+        if config.inputs == "embedding":
+            self.embedding = nn.Parameter(torch.randn(self.rows, self.spec.n_params))
+            projection = torch.randn(self.spec.n_params, self.n_states) / math.sqrt(self.spec.n_params)
+            self.register_buffer("projection", projection)
+        else:
+            angles = torch.rand(self.rows, *self.spec.angle_shape) * (2 * math.pi)
+            self.angles = nn.Parameter(angles, requires_grad=config.inputs == "circuit")
         self.mapping = MappingNetwork(
             n, self.n_states, tuple(config.mapping_hidden), config.chunk, config.mapping_activation, config.engine
         )
-        self.log_gain = nn.Parameter(torch.zeros(()))
+        self.log_gain = nn.Parameter(torch.zeros((self.rows, 1) if config.gain == "channel" else ()))
         self.register_buffer("scale", torch.ones(()))
+        if config.residual:
+            if base is None:
+                raise ValueError("a residual generator needs the classical initial weight as base")
+            self.register_buffer("base", base.detach().clone())
         self.calibrate(target_std)
+
+    @property
+    def uses_circuit(self) -> bool:
+        """True when the inputs come from simulated circuits (trained or frozen)."""
+        return self.config.inputs != "embedding"
+
+    @property
+    def circuit_output(self) -> str:
+        """What the simulator must return for this generator: ``probs`` or ``amplitudes``."""
+        return "amplitudes" if self.config.transform == "amplitude" else "probs"
+
+    def measure(self) -> torch.Tensor:
+        """This layer's circuit outputs (probabilities or amplitudes, C_out x 2^n), simulated on their own."""
+        c = self.config
+        return simulate(self.angles, self.spec, backward=c.backward, max_block=c.max_block, engine=c.engine,
+                        output=self.circuit_output)
+
+    def forward(self) -> torch.Tensor:
+        """The generated weight (circuits simulated for this layer alone; `hqctf.qpg.bank` batches layers)."""
+        return self.weight(self.measure() if self.uses_circuit else None)
 
     @torch.no_grad()
     def calibrate(self, target_std: float) -> None:
-        """Set the fixed scale so that the current generated weight has standard deviation ``target_std``."""
+        """Set the initial generated weight's standard deviation to ``target_std``.
+
+        ``init="scale"`` sets the fixed multiplier; ``init="hyperfan"`` rescales the mapping network's output
+        layer instead (every common-component option is positively homogeneous, so this is exact).
+        """
         self.scale.fill_(1.0)
         self.log_gain.zero_()
-        c = self.config
-        raw = self.weight(simulate(self.angles, self.spec, backward=c.backward, max_block=c.max_block, engine=c.engine))
-        self.scale.fill_(target_std / raw.std().clamp_min(1e-12).item())
+        raw = self._generated(self.measure() if self.uses_circuit else None)
+        factor = target_std / raw.std().clamp_min(1e-12).item()
+        if self.config.init == "scale":
+            self.scale.fill_(factor)
+        else:
+            for p in self.mapping.output_parameters():
+                p.mul_(factor)
 
-    def transform(self, probs: torch.Tensor) -> torch.Tensor:
-        """Probability transform feeding the mapping network."""
-        n = self.spec.n_qubits
-        if self.config.transform == "scaled":
-            return probs * (1 << n) - 1
-        c = self.config
-        q = (c.qt_beta * torch.tanh(c.qt_gamma * (1 << (n - 1)) * probs) + 1e-6) ** c.qt_alpha
+    def transform(self, measured: torch.Tensor) -> torch.Tensor:
+        """The per-basis-state input of the mapping network from circuit probabilities (or amplitudes)."""
+        n, c = self.spec.n_qubits, self.config
+        if c.transform == "scaled":
+            return measured * (1 << n) - 1
+        if c.transform == "sqrt":
+            return (measured.clamp_min(1e-30) * (1 << n)).sqrt()
+        if c.transform == "log":
+            return torch.log(measured * (1 << n) + 0.01)
+        if c.transform == "amplitude":
+            return measured * math.sqrt(1 << n)
+        q = (c.qt_beta * torch.tanh(c.qt_gamma * (1 << (n - 1)) * measured) + 1e-6) ** c.qt_alpha
         return q - q.mean(-1, keepdim=True)
 
-    def weight(self, probs: torch.Tensor) -> torch.Tensor:
-        """Weight tensor of ``shape`` from this layer's circuit probabilities (C_out, 2^n)."""
-        w = self.mapping(self.transform(probs)[:, : self.n_states])[:, : self.per_row]
-        if self.config.centre and self.rows > 1:
+    def inputs(self, measured: torch.Tensor | None) -> torch.Tensor:
+        """Mapping-network inputs (C_out, n_states): transformed circuit outputs, or the embedding's projection."""
+        if not self.uses_circuit:
+            return self.embedding @ self.projection
+        return self.transform(measured)[:, : self.n_states]
+
+    def _generated(self, measured: torch.Tensor | None) -> torch.Tensor:
+        w = self.mapping(self.inputs(measured))[:, : self.per_row]
+        if self.rows > 1 and self.config.common == "balance":
             w = balance_common_component(w)
-        return from_matrix(w * (self.scale * self.log_gain.exp()), self.shape, self.out_dim)
+        elif self.rows > 1 and self.config.common == "subtract":
+            w = w - w.mean(0, keepdim=True)
+        return w * (self.scale * self.log_gain.exp())
+
+    def weight(self, measured: torch.Tensor | None) -> torch.Tensor:
+        """Weight tensor of ``shape`` from this layer's circuit outputs (C_out, 2^n); None for embedding inputs."""
+        w = from_matrix(self._generated(measured), self.shape, self.out_dim)
+        return w + self.base if self.config.residual else w
 
     @staticmethod
     def trainable_count(shape: tuple[int, ...], out_dim: int, config: QPGConfig) -> int:
-        """Trainable parameters: C_out n L G angles + mapping network + 1 gain."""
+        """Trainable parameters: C_out n L G angles (or embedding numbers) + mapping network + gains."""
         rows, per_row = weight_rows(tuple(shape), out_dim)
         n = qubits_for(per_row, config.chunk)
         spec = CircuitSpec(n, config.n_layers, tuple(config.rotations), config.entangler, config.ring)
         widths = (n, *config.mapping_hidden, config.chunk)
         mapping = sum(a * b + b for a, b in zip(widths[:-1], widths[1:])) + widths[1]
-        return rows * spec.n_params + mapping + 1
+        inputs = 0 if config.inputs == "frozen" else rows * spec.n_params
+        return inputs + mapping + (rows if config.gain == "channel" else 1)

@@ -13,10 +13,13 @@ from .generator import QPGGenerator
 from .lowrank import LoRAGenerator, LowRankGenerator
 from .targets import TargetError, find_targets, out_channel_dim
 
+KEPT = "_hqctf_kept_classical"  # model attribute: targeted layers left classical -> their would-be generator size
+
+
 def _generator(layer: nn.Module, config: TargetConfig) -> nn.Module:
     weight, out_dim = layer.weight.detach(), out_channel_dim(layer)
     if isinstance(config, QPGConfig):
-        return QPGGenerator(tuple(weight.shape), out_dim, config, target_std=weight.std().item())
+        return QPGGenerator(tuple(weight.shape), out_dim, config, target_std=weight.std().item(), base=weight)
     if isinstance(config, LoRAConfig):
         return LoRAGenerator(weight, out_dim, config.r, config.alpha)
     if isinstance(config, LowRankConfig):
@@ -31,7 +34,9 @@ def wrap(model: nn.Module, config: TargetConfig) -> nn.Module:
     holding its generator. Biases, normalisation layers and untargeted layers stay classical and
     trainable in every mode (for LoRA too, unlike peft's fine-tuning default: here networks are
     trained from scratch and the modes differ only in how target weights are parametrised).
-    Generated weights are regenerated at every forward of ``model``.
+    Generated weights are regenerated at every forward of ``model``. With QPG, a targeted layer whose
+    generator would not be ``min_compression`` times smaller than the layer stays classical (listed by
+    `trainable_report`).
 
     Returns:
         ``model`` itself.
@@ -39,6 +44,17 @@ def wrap(model: nn.Module, config: TargetConfig) -> nn.Module:
     if generators(model):
         raise TargetError("model already has generated weights; merge it before wrapping again")
     targets = find_targets(model, config)
+    kept = {}
+    if isinstance(config, QPGConfig) and config.min_compression > 0:
+        for name, layer in targets:
+            count = QPGGenerator.trainable_count(tuple(layer.weight.shape), out_channel_dim(layer), config)
+            if count * config.min_compression >= layer.weight.numel():
+                kept[name] = count
+        targets = [(name, layer) for name, layer in targets if name not in kept]
+        if not targets:
+            raise TargetError(f"every targeted layer's generator would be at least 1/{config.min_compression:g} of "
+                              "its weights; nothing to generate (lower min_compression or target larger layers)")
+    model.__dict__[KEPT] = kept
     for _, layer in targets:
         gen = _generator(layer, config).to(device=layer.weight.device, dtype=layer.weight.dtype)
         del layer._parameters["weight"]
@@ -67,6 +83,7 @@ def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
         delattr(layer, GENERATOR)
         layer.weight = nn.Parameter(weight.detach().clone())
     model.__dict__.pop("_hqctf_generated", None)
+    model.__dict__.pop(KEPT, None)
     for hooks in (model._forward_pre_hooks, model._forward_hooks):
         for key, hook in list(hooks.items()):
             if hook in (inject, release):
@@ -108,6 +125,10 @@ def trainable_report(model: nn.Module) -> str:
     width = max([len(r[0]) for r in rows] + [5])
     lines = [f"{'layer':<{width}}  {'type':<16} {'weights':<10} {'trainable':>10} {'total':>10}"]
     lines += [f"{n:<{width}}  {t:<16} {k:<10} {tr:>10,} {to:>10,}" for n, t, k, tr, to in rows]
+    kept = model.__dict__.get(KEPT, {})
+    for name, count in kept.items():
+        lines.append(f"{name}: kept classical: its generator would have {count:,} trainable parameters for "
+                     f"{model.get_submodule(name).weight.numel():,} weights")
     trainable, total = count_parameters(model)
     lines.append(f"trainable {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.2f}%)")
     return "\n".join(lines)

@@ -38,6 +38,7 @@ from .gates import (
 )
 
 BACKWARDS = ("adjoint", "autograd", "checkpoint")
+OUTPUTS = ("probs", "amplitudes")
 
 
 def _zero_state(batch: int, n: int, like: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -54,22 +55,23 @@ class _RealAdjoint(torch.autograd.Function):
     """RY + CNOT/CZ circuits: probabilities with an adjoint-method backward."""
 
     @staticmethod
-    def forward(ctx, theta: torch.Tensor, sizes: tuple[int, ...], ent: Entangler) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, theta: torch.Tensor, sizes: tuple[int, ...], ent: Entangler, amplitudes: bool) -> torch.Tensor:  # noqa: D102
         batch, n_layers, n = theta.shape
         psi = _zero_state(batch, n, theta, theta.dtype)
         for layer in range(n_layers):
             psi = _real_layer(psi, theta[:, layer], sizes, ent)
         ctx.save_for_backward(theta, psi)
-        ctx.sizes, ctx.ent = sizes, ent
-        return psi * psi
+        ctx.sizes, ctx.ent, ctx.amplitudes = sizes, ent, amplitudes
+        return psi.clone() if amplitudes else psi * psi
 
     @staticmethod
-    def backward(ctx, grad_probs: torch.Tensor):  # noqa: D102
+    def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
         theta, psi = ctx.saved_tensors
         sizes, ent = ctx.sizes, ctx.ent
         batch, n_layers, n = theta.shape
         # state and adjoint travel together as rows (psi_0, lam_0, psi_1, lam_1, ...)
-        pair = torch.stack((psi, 2 * grad_probs * psi), 1).reshape(2 * batch, 1 << n)
+        lam = grad_out if ctx.amplitudes else 2 * grad_out * psi
+        pair = torch.stack((psi, lam), 1).reshape(2 * batch, 1 << n)
         grads = torch.empty_like(theta)
         selectors = [ry_generator_selectors(k).to(theta) for k in sizes]
         for layer in reversed(range(n_layers)):
@@ -84,23 +86,28 @@ class _RealAdjoint(torch.autograd.Function):
                 parts.append(0.5 * torch.einsum("bij,qij->bq", outer, sel))
                 pair = apply_front_block(pair, inv.repeat_interleave(2, 0))
             grads[:, layer] = torch.cat(parts, 1)
-        return grads, None, None
+        return grads, None, None, None
 
 
 class _RealNative(torch.autograd.Function):
     """RY + CNOT/CZ circuits in the compiled CPU engine, adjoint backward."""
 
     @staticmethod
-    def forward(ctx, theta: torch.Tensor, kind: str, sign: torch.Tensor | None) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, theta: torch.Tensor, kind: str, sign: torch.Tensor | None, amplitudes: bool) -> torch.Tensor:  # noqa: D102
         states, probs = native.forward(theta, kind, sign)
         ctx.save_for_backward(theta, states)
-        ctx.kind, ctx.sign = kind, sign
-        return probs
+        ctx.kind, ctx.sign, ctx.amplitudes = kind, sign, amplitudes
+        return states.clone() if amplitudes else probs
 
     @staticmethod
-    def backward(ctx, grad_probs: torch.Tensor):  # noqa: D102
+    def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
         theta, states = ctx.saved_tensors
-        return native.backward(theta, ctx.kind, ctx.sign, states, grad_probs), None, None
+        if ctx.amplitudes:
+            # the kernel seeds its adjoint with 2 grad_probs psi: hand it grad_psi / (2 psi), which gives
+            # back grad_psi to rounding (amplitudes below 1e-30 pass no gradient)
+            nonzero = states.abs() > 1e-30
+            grad_out = torch.where(nonzero, grad_out / (2 * torch.where(nonzero, states, 1)), 0)
+        return native.backward(theta, ctx.kind, ctx.sign, states, grad_out), None, None, None
 
 
 @lru_cache(maxsize=64)
@@ -130,8 +137,9 @@ def simulate(
     backward: str = "adjoint",
     max_block: int = 5,
     engine: str = "auto",
+    output: str = "probs",
 ) -> torch.Tensor:
-    """Exact basis-state probabilities of a batch of circuits.
+    """Exact basis-state probabilities (or real amplitudes) of a batch of circuits.
 
     Args:
         angles: (C, L, G, n) rotation angles, G = ``spec.params_per_qubit``; float32 or float64.
@@ -141,33 +149,41 @@ def simulate(
         max_block: most qubits fused into one Kronecker block (torch engine).
         engine: ``auto`` (the compiled CPU engine where it applies and builds, else torch),
             ``native`` (require it) or ``torch``.
+        output: ``probs`` (measurable) or ``amplitudes`` (the signed real amplitudes of RY circuits: a
+            simulator-only quantity, no hardware measures it).
 
     Returns:
-        (C, 2^n) probabilities, each row summing to 1, with qubit 0 as the most significant bit.
+        (C, 2^n) probabilities, each row summing to 1 (or amplitudes, each row of unit norm), with qubit 0
+        as the most significant bit.
     """
     if backward not in BACKWARDS:
         raise ValueError(f"unknown backward {backward!r}; choose from {list(BACKWARDS)}")
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; choose from {list(OUTPUTS)}")
+    amplitudes = output == "amplitudes"
+    if amplitudes and not spec.is_real:
+        raise ValueError(f"output='amplitudes' needs real (RY-only) circuits, got rotations {list(spec.rotations)}")
     expected = spec.angle_shape
     if angles.dim() != 4 or tuple(angles.shape[1:]) != expected:
         raise ValueError(f"angles must have shape (C, {', '.join(map(str, expected))}), got {tuple(angles.shape)}")
     if not angles.is_floating_point():
         raise TypeError(f"angles must be float32 or float64, got {angles.dtype}")
     if _use_native(engine, spec, angles, backward):
-        return _RealNative.apply(angles[:, :, 0], *_native_entangler(spec, angles.dtype))
+        return _RealNative.apply(angles[:, :, 0], *_native_entangler(spec, angles.dtype), amplitudes)
     sizes = block_sizes(spec.n_qubits, max_block)
     batch, n = angles.shape[0], spec.n_qubits
     if spec.is_real:
         theta = angles[:, :, 0]
         ent = Entangler(spec, angles.device, angles.dtype)
         if backward == "adjoint":
-            return _RealAdjoint.apply(theta, sizes, ent)
+            return _RealAdjoint.apply(theta, sizes, ent, amplitudes)
         psi = _zero_state(batch, n, angles, angles.dtype)
         for layer in range(spec.n_layers):
             if backward == "checkpoint" and torch.is_grad_enabled():
                 psi = checkpoint(_real_layer, psi, theta[:, layer], sizes, ent, use_reentrant=False)
             else:
                 psi = _real_layer(psi, theta[:, layer], sizes, ent)
-        return psi * psi
+        return psi if amplitudes else psi * psi
     cdtype = torch.complex128 if angles.dtype == torch.float64 else torch.complex64
     ent = Entangler(spec, angles.device, cdtype)
     psi = _zero_state(batch, n, angles, cdtype)

@@ -18,7 +18,11 @@ import yaml
 from ..data.preprocess import PreprocessConfig
 from ..qpg.config import LoRAConfig, LowRankConfig, QPGConfig
 
-MODES = ("classical", "qpg", "lora", "lowrank", "light")
+MODES = ("classical", "qpg", "lora", "lowrank", "light", "hyper", "frozen", "residual")
+#: modes whose weights come from a QPG-style generator: QPG itself and its controls
+QPG_MODES = ("qpg", "hyper", "frozen", "residual")
+GENERATED_MODES = (*QPG_MODES, "lora", "lowrank")
+LR_GROUPS = ("angles", "embedding", "mapping", "gain", "generator", "classical")
 MODELS = ("unet", "unetpp")
 SCHEDULES = ("cosine", "plateau")
 BEST_METRICS = ("dice", "iou", "hd95", "surface_dice", "loss")
@@ -67,8 +71,9 @@ class ModelConfig:
 class ModeConfig:
     """How the network's weights are trained."""
 
-    name: str = _help(f"one of {MODES}", default="classical")
-    qpg: QPGConfig = _help("QPG generator settings", default_factory=QPGConfig)
+    name: str = _help(f"one of {MODES}; hyper (learned embedding instead of circuits), frozen (untrained random "
+                      "circuits) and residual (frozen random W0 + QPG update) are QPG's controls", default="classical")
+    qpg: QPGConfig = _help("QPG generator settings (also used by hyper, frozen and residual)", default_factory=QPGConfig)
     lora: LoRAConfig = _help("LoRA settings", default_factory=LoRAConfig)
     lowrank: LowRankConfig = _help("low-rank generator settings", default_factory=LowRankConfig)
     light_width: float | None = _help("light mode: channel multiplier (None: match the QPG trainable count)", default=None)
@@ -81,6 +86,8 @@ class OptimConfig:
     epochs: int = _help("training epochs", default=50)
     batch_size: int = _help("samples per step (global, over all processes)", default=8)
     lr: float = _help("peak learning rate", default=3e-3)
+    group_lr: dict[str, float] = _help(f"learning rate per parameter group, overriding lr: keys from {LR_GROUPS}",
+                                       default_factory=dict)
     weight_decay: float = _help("AdamW weight decay", default=1e-4)
     eps: float = _help("AdamW epsilon", default=1e-8)
     warmup_epochs: int = _help("linear warm-up epochs", default=1)
@@ -121,6 +128,8 @@ class TrainConfig:
         _choice("optim.schedule", self.optim.schedule, SCHEDULES)
         _choice("validation.metric", self.validation.metric, BEST_METRICS)
         _choice("device", self.device, ("auto", "cpu", "cuda"))
+        for group in self.optim.group_lr:
+            _choice("optim.group_lr", group, LR_GROUPS)
         if len(self.data.patch_size) != self.model.spatial_dims:
             raise ConfigError(
                 f"data.patch_size {list(self.data.patch_size)} must have {self.model.spatial_dims} sizes for "

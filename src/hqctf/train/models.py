@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
 from monai.networks.nets import BasicUNet, BasicUNetPlusPlus
 from torch import nn
 
-from ..qpg import count_parameters, wrap
+from ..qpg import TargetConfig, count_parameters, wrap
 from .config import ModeConfig, ModelConfig
 
 
@@ -61,14 +62,38 @@ def network_features(model: ModelConfig, mode: ModeConfig, out_channels: int) ->
     return light_features(model, out_channels, target)
 
 
+def generator_config(mode: ModeConfig) -> TargetConfig | None:
+    """The generator settings a mode wraps its network with (None for classical and light).
+
+    ``hyper``, ``frozen`` and ``residual`` are ``mode.qpg`` with a learned embedding in place of the circuits,
+    with untrained circuits, and on top of a frozen random W0.
+    """
+    controls = {"hyper": {"inputs": "embedding"}, "frozen": {"inputs": "frozen"}, "residual": {"residual": True}}
+    if mode.name in controls:
+        return dataclasses.replace(mode.qpg, **controls[mode.name])
+    return {"qpg": mode.qpg, "lora": mode.lora, "lowrank": mode.lowrank}.get(mode.name)
+
+
 def build_model(model: ModelConfig, mode: ModeConfig, out_channels: int) -> nn.Module:
     """The network for a training mode.
 
-    ``classical`` trains every weight; ``qpg``, ``lora`` and ``lowrank`` wrap the targeted layers with weight
-    generators (see `hqctf.qpg.wrap`); ``light`` is the same architecture with channel widths scaled down to the
-    QPG trainable count (or by ``mode.light_width``).
+    ``classical`` trains every weight; ``qpg``, its controls (``hyper``, ``frozen``, ``residual``), ``lora`` and
+    ``lowrank`` wrap the targeted layers with weight generators (see `hqctf.qpg.wrap`); ``light`` is the same
+    architecture with channel widths scaled down to the QPG trainable count (or by ``mode.light_width``).
     """
     network = build_network(model, out_channels, network_features(model, mode, out_channels))
-    if mode.name in ("classical", "light"):
-        return network
-    return wrap(network, {"qpg": mode.qpg, "lora": mode.lora, "lowrank": mode.lowrank}[mode.name])
+    config = generator_config(mode)
+    return network if config is None else wrap(network, config)
+
+
+def parameter_groups(model: nn.Module, lr: float, weight_decay: float, group_lr: dict[str, float]) -> list[dict]:
+    """AdamW parameter groups by `hqctf.qpg.diagnostics.parameter_group`: ``group_lr`` overrides ``lr`` per group;
+    QPG's parts get no weight decay (it would pull angles towards 0 and shrink gains)."""
+    from ..qpg.diagnostics import parameter_group
+
+    found: dict[str, list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            found.setdefault(parameter_group(name), []).append(p)
+    return [{"params": params, "name": group, "lr": group_lr.get(group, lr),
+             "weight_decay": weight_decay if group in ("classical", "generator") else 0.0} for group, params in found.items()]

@@ -33,7 +33,7 @@ from .config import ConfigError, TrainConfig, load_config
 from .distributed import World, all_mean, broadcast, setup, teardown
 from .figures import axial_view, busiest_slice, overlay_png, run_curves_png
 from .loss import MarginalDiceCELoss
-from .models import build_model, logits_of
+from .models import build_model, logits_of, parameter_groups
 from .schedule import WarmupSchedule
 from .validate import summarise, validate_cases
 
@@ -163,9 +163,9 @@ class Trainer:
         self.model = model
         self.trainable, self.total = count_parameters(model)
         self.ddp = DistributedDataParallel(model) if self.world.size > 1 else model
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=self.config.optim.lr, weight_decay=self.config.optim.weight_decay,
-                                           eps=self.config.optim.eps)
+        optim = self.config.optim
+        groups = parameter_groups(model, optim.lr, optim.weight_decay, optim.group_lr)
+        self.optimizer = torch.optim.AdamW(groups, lr=optim.lr, weight_decay=optim.weight_decay, eps=optim.eps)
         self.batch = self.config.optim.batch_size // self.world.size
         if self.batch * self.world.size != self.config.optim.batch_size:
             raise ConfigError(f"optim.batch_size {self.config.optim.batch_size} must be divisible by the "
