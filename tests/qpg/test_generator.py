@@ -70,10 +70,13 @@ def test_trainable_count_formula(make, config):
 
 def test_trainable_count_by_hand():
     # Conv2d(4, 8, 3): M = 36 weights per channel -> n = 6 qubits; L = 2 -> 8 * 6 * 2 = 96 angles;
-    # mapping (16,): bits 6*16 + 16, probability 16, output 16 + 1 -> 145; gain 1.
-    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, QPGConfig(min_compression=0)) == 96 + 145 + 1
+    # mapping (16,): bits 6*16 + 16, probability 16, output 16 + 1 -> 145; one layer gain.
+    v0 = QPGConfig(n_layers=2, mapping_hidden=(16,), gain="layer")
+    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, v0) == 96 + 145 + 1
     # chunk 4: ceil(36 / 4) = 9 states -> n = 4; mapping output 4 wide: 4*16+16 + 16 + 16*4+4
-    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, QPGConfig(min_compression=0, chunk=4)) == 8 * 4 * 2 + 164 + 1
+    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, dataclasses.replace(v0, chunk=4)) == 8 * 4 * 2 + 164 + 1
+    # the defaults: L = 4 -> 8 * 6 * 4 = 192 angles; affine mapping: bits 6 + 1 bias + 1 probability weight; 8 gains
+    assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, QPGConfig()) == 192 + 8 + 8
 
 
 @pytest.mark.parametrize("rotations", [("rx", "ry"), ("u3",)])

@@ -64,20 +64,20 @@ class QPGConfig(TargetConfig):
         engine: simulator engine, ``auto`` (compiled CPU engine where it applies, else torch), ``native`` or ``torch``.
     """
 
-    n_layers: int = field(default=2, metadata={"help": "circuit layers L"})
+    n_layers: int = field(default=4, metadata={"help": "circuit layers L"})
     rotations: tuple[str, ...] = field(default=("ry",), metadata={"help": "gates per layer: rx, ry, rz, u3"})
     entangler: str = field(default="cnot", metadata={"help": "cnot, cz or none"})
     ring: bool = field(default=True, metadata={"help": "close the entangling ladder into a ring"})
     chunk: int = field(default=1, metadata={"help": "weights per basis state"})
     max_qubits: int = field(default=20, metadata={"help": "largest circuit allowed"})
-    transform: str = field(default="scaled", metadata={"help": f"probability transform: one of {TRANSFORMS}"})
+    transform: str = field(default="sqrt", metadata={"help": f"probability transform: one of {TRANSFORMS}"})
     qt_beta: float = 0.8
     qt_gamma: float = 0.1
     qt_alpha: float = 0.3
-    mapping_hidden: tuple[int, ...] = field(default=(16,), metadata={"help": "mapping network widths"})
+    mapping_hidden: tuple[int, ...] = field(default=(), metadata={"help": "mapping network widths"})
     mapping_activation: str = field(default="tanh", metadata={"help": "tanh, gelu or none"})
-    common: str = field(default="balance", metadata={"help": f"channel-common component: one of {COMMONS}"})
-    gain: str = field(default="layer", metadata={"help": f"learnable log-gain per {GAINS}"})
+    common: str = field(default="subtract", metadata={"help": f"channel-common component: one of {COMMONS}"})
+    gain: str = field(default="channel", metadata={"help": f"learnable log-gain per {GAINS}"})
     init: str = field(default="scale", metadata={"help": f"initial weight std: one of {INITS}"})
     inputs: str = field(default="circuit", metadata={"help": f"generator inputs: one of {INPUTS}"})
     residual: bool = field(default=False, metadata={"help": "W = frozen random W0 + generated (its own mode)"})

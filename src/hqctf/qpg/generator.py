@@ -117,8 +117,8 @@ class MappingNetwork(nn.Module):
             out = self.hidden[0]
             return _NativeMapping.apply(q, a, self.prob_in, out.weight, out.bias, self.activation)
         params = tuple(p for p in self.parameters() if p.requires_grad)
-        if not torch.is_grad_enabled() or not (q.requires_grad or params):
-            return self._map(q)
+        if not self.hidden or not torch.is_grad_enabled() or not (q.requires_grad or params):
+            return self._map(q)  # an affine mapping stores nothing larger than its output
         widest = max(layer.out_features for layer in (self.bits_in, *self.hidden))
         rows = max(1, CHUNK_ELEMENTS // (q.shape[1] * widest))
         return _ChunkedRecompute.apply(self._map, rows, params, q, *params)

@@ -7,11 +7,11 @@ import json
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from monai.networks.nets import BasicUNetPlusPlus
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -20,7 +20,9 @@ from torch import nn
 from ..atomic import write_atomic
 from ..data import DataError, list_cases, load_slices, sample_dataset_dir
 from .figures import curves_png, overlay_png
+from .config import ModelConfig
 from .loop import batch_schedule, dice_per_class, predict, train
+from .models import build_network, parameter_groups
 
 DEFAULT_STEPS = 200
 #: Centre crop of the 128 x 128 OpenKBP slices used for training: the organs lie inside the central 64 x 64
@@ -28,11 +30,22 @@ DEFAULT_STEPS = 200
 DEFAULT_CROP = 64
 FEATURES = (16, 16, 32, 64, 128, 16)
 CLASSICAL_LR = 3e-3
-QPG_LR = 1e-2
+#: QPG's learning rates per parameter group (`hqctf.qpg.diagnostics.parameter_group`): circuit angles ~7x the
+#: classical rate, the shared mapping and gains 1/3 of it (chosen on the demo's validation case:
+#: docs/benchmarks.md, benchmarks/qpg_diagnose.py); biases and norms train as in classical mode.
+QPG_LRS = {"angles": 2e-2, "embedding": 2e-2, "mapping": 1e-3, "gain": 1e-3}
+WEIGHT_DECAY = 1e-2  # AdamW's default, on classical parameters only
+
+
 def build_model(n_classes: int, features: tuple[int, ...], seed: int) -> nn.Module:
-    """The demo's 2D UNet++, initialised from ``seed`` (identical for both modes)."""
+    """The demo's 2D UNet++ (`hqctf.train.models.build_network`), initialised from ``seed`` (identical for both modes)."""
     torch.manual_seed(seed)
-    return BasicUNetPlusPlus(spatial_dims=2, in_channels=1, out_channels=n_classes, features=features)
+    return build_network(ModelConfig(name="unetpp", spatial_dims=2, features=features), n_classes)
+
+
+def optimizer_for(model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW: lr 3e-3 on classical parameters; QPG's generator groups at `QPG_LRS`, without weight decay."""
+    return torch.optim.AdamW(parameter_groups(model, CLASSICAL_LR, WEIGHT_DECAY, QPG_LRS))
 
 
 def _split(dataset_dir: Path, max_cases: int | None) -> tuple[list[str], list[str]]:
@@ -66,13 +79,34 @@ def _evaluate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], na
     return dice, (round(float(np.mean(present)), 4) if present else float("nan")), preds
 
 
-def _qpg_optimizer(model: nn.Module) -> torch.optim.Optimizer:
-    """AdamW with lr 1e-2 and no weight decay on generator parameters (names with ``qpg``), 3e-3 on the rest."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return torch.optim.AdamW([
-        {"params": [p for n, p in params if "qpg" in n], "lr": QPG_LR, "weight_decay": 0.0},
-        {"params": [p for n, p in params if "qpg" not in n], "lr": CLASSICAL_LR},
-    ])
+@dataclass
+class DemoData:
+    """The demo's slices: training images/labels (N, 1, H, W) / (N, H, W), validation cases, label names."""
+
+    train_cases: list[str]
+    val_cases: list[str]
+    x: torch.Tensor
+    y: torch.Tensor
+    val: list[tuple[torch.Tensor, torch.Tensor]]
+    names: list[str]
+
+    @classmethod
+    def load(cls, dataset: Path, seed: int, *, size: int = 128, crop: int | None = DEFAULT_CROP,
+             max_cases: int | None = None, slices_per_case: int = 16) -> "DemoData":
+        """``slices_per_case`` slices of each training case, three times as many of each validation case."""
+        train_cases, val_cases = _split(dataset, max_cases)
+        images, labels, names = load_slices(dataset, train_cases, slices_per_case, size, seed)
+        val = []
+        for case in val_cases:
+            vi, vl, _ = load_slices(dataset, [case], 3 * slices_per_case, size, seed)
+            val.append((centre_crop(torch.from_numpy(vi), crop), centre_crop(torch.from_numpy(vl), crop)))
+        return cls(train_cases, val_cases, centre_crop(torch.from_numpy(images), crop),
+                   centre_crop(torch.from_numpy(labels), crop), val, names)
+
+
+def evaluate(model: nn.Module, data: DemoData) -> tuple[dict, float, list]:
+    """Per-organ validation Dice, its mean over present organs, and the predictions."""
+    return _evaluate(model, data.val, data.names)
 
 
 def run_demo(
@@ -103,25 +137,19 @@ def run_demo(
     if crop is not None and not 0 < crop <= size:
         raise ValueError(f"crop must be in 1..{size}, got {crop}")
     dataset = Path(data_dir) if data_dir is not None else sample_dataset_dir()
-    train_cases, val_cases = _split(dataset, max_cases)
+    data = DemoData.load(dataset, seed, size=size, crop=crop, max_cases=max_cases, slices_per_case=slices_per_case)
+    train_cases, val_cases, x, y, val, names = data.train_cases, data.val_cases, data.x, data.y, data.val, data.names
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log = _Log(console or Console())
-
-    images, labels, names = load_slices(dataset, train_cases, slices_per_case, size, seed)
-    x, y = centre_crop(torch.from_numpy(images), crop), centre_crop(torch.from_numpy(labels), crop)
-    val = []
-    for case in val_cases:
-        vi, vl, _ = load_slices(dataset, [case], 3 * slices_per_case, size, seed)
-        val.append((centre_crop(torch.from_numpy(vi), crop), centre_crop(torch.from_numpy(vl), crop)))
     schedule = batch_schedule(len(x), steps, batch_size, seed)
     results: dict = {
         "dataset": str(dataset), "train_cases": train_cases, "val_cases": val_cases, "train_slices": len(x),
         "val_slices": sum(len(v[0]) for v in val), "size": size, "crop": crop, "label_names": names,
         "steps": steps, "seed": seed, "batch_size": len(schedule[0]), "model": "BasicUNetPlusPlus",
         "features": list(features),
-        "optimizer": {"classical": {"lr": CLASSICAL_LR},
-                      "qpg": {"generator_lr": QPG_LR, "generator_weight_decay": 0.0, "other_lr": CLASSICAL_LR}},
+        "optimizer": {"classical": {"lr": CLASSICAL_LR, "weight_decay": WEIGHT_DECAY},
+                      "qpg": {"group_lr": QPG_LRS, "generator_weight_decay": 0.0, "other_lr": CLASSICAL_LR}},
         "modes": {},
     }
     log(f"data: {dataset}")
@@ -167,10 +195,9 @@ def _run_mode(
         model = wrap(model, QPGConfig())
         log(trainable_report(model), show=False)  # the per-layer table goes to demo.log only
         trainable, total = count_parameters(model)
-        optimizer = _qpg_optimizer(model)
     else:
         trainable = total = sum(p.numel() for p in model.parameters())
-        optimizer = torch.optim.AdamW(model.parameters(), lr=CLASSICAL_LR)
+    optimizer = optimizer_for(model)
     log(f"[{mode}] trainable parameters {trainable:,} of {total:,}")
     columns = (TextColumn(f"[bold]{mode:>9}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
                TimeElapsedColumn())
