@@ -32,23 +32,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import machine, replace_section  # noqa: E402
 
 from hqctf.data import sample_dataset_dir  # noqa: E402
-from hqctf.qpg import QPGConfig, count_parameters, merge, wrap  # noqa: E402
+from hqctf.qpg import LowRankConfig, QPGConfig, TargetConfig, count_parameters, merge, wrap  # noqa: E402
 from hqctf.qpg import diagnostics as diag  # noqa: E402
 from hqctf.train import demo  # noqa: E402
 from hqctf.train.loop import batch_schedule, train  # noqa: E402
-from hqctf.train.models import parameter_groups  # noqa: E402
+from hqctf.train.config import ModelConfig  # noqa: E402
+from hqctf.train.models import light_features, parameter_groups  # noqa: E402
 
 HEADING = "## QPG diagnostics on the demo (benchmarks/qpg_diagnose.py)"
 #: the generator before this study (L=2, qubit-probability transform, tanh mapping [16], balanced common row)
 V0 = QPGConfig(n_layers=2, transform="scaled", mapping_hidden=(16,), mapping_activation="tanh", common="balance",
                gain="layer", min_compression=0)
 V0_LRS = {"angles": 1e-2, "mapping": 1e-2, "gain": 1e-2}
-#: name -> (QPG config or None for classical, learning rates per group, description)
-VARIANTS: dict[str, tuple[QPGConfig | None, dict[str, float], str]] = {
+#: name -> (generator config, None for classical or "light", learning rates per group, description)
+VARIANTS: dict[str, tuple[TargetConfig | str | None, dict[str, float], str]] = {
     "classical": (None, {}, "every weight trained"),
     "qpg": (QPGConfig(), demo.QPG_LRS, "QPG, the new defaults"),
     "hyper": (QPGConfig(inputs="embedding"), demo.QPG_LRS,
               "control: learned per-channel embedding (as many numbers as angles) in place of the circuit"),
+    "hyper-5e-2": (QPGConfig(inputs="embedding"), {**demo.QPG_LRS, "embedding": 5e-2}, "hyper, embedding at lr 5e-2"),
+    "hyper-1e-1": (QPGConfig(inputs="embedding"), {**demo.QPG_LRS, "embedding": 1e-1}, "hyper, embedding at lr 1e-1"),
     "frozen": (QPGConfig(inputs="frozen"), demo.QPG_LRS, "control: random circuits never trained"),
     "amplitude": (QPGConfig(transform="amplitude"), demo.QPG_LRS,
                   "upper bound: signed amplitudes (simulator only, not measurable)"),
@@ -57,7 +60,11 @@ VARIANTS: dict[str, tuple[QPGConfig | None, dict[str, float], str]] = {
     "qpg-probs": (QPGConfig(transform="scaled"), demo.QPG_LRS, "new defaults with q = 2^n p - 1"),
     "qpg-balance": (QPGConfig(common="balance"), demo.QPG_LRS, "new defaults with the balanced common row"),
     "qpg-L2": (QPGConfig(n_layers=2), demo.QPG_LRS, "new defaults with L = 2"),
+    "qpg-angles-1e-2": (QPGConfig(), {**demo.QPG_LRS, "angles": 1e-2}, "new defaults, angles at lr 1e-2"),
+    "qpg-angles-3e-2": (QPGConfig(), {**demo.QPG_LRS, "angles": 3e-2}, "new defaults, angles at lr 3e-2"),
     "qpg-v0": (V0, V0_LRS, "the generator before this study"),
+    "lowrank": (LowRankConfig(r=3), {}, "control: rank-3 factorised weights (46.6k trainable)"),
+    "light": ("light", {}, "control: the same UNet++ narrowed to QPG's trainable count"),
 }
 
 
@@ -68,7 +75,13 @@ def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def run_variant(name: str, data: demo.DemoData, seed: int, steps: int) -> dict:
     """Train one variant on the demo data and collect its diagnostics."""
     config, lrs, _ = VARIANTS[name]
-    model = demo.build_model(len(data.names), demo.FEATURES, seed)
+    features = demo.FEATURES
+    if config == "light":
+        budget = count_parameters(wrap(demo.build_model(len(data.names), demo.FEATURES, seed), QPGConfig()))[0]
+        features = light_features(ModelConfig(name="unetpp", spatial_dims=2, features=demo.FEATURES), len(data.names),
+                                  budget)
+        config = None
+    model = demo.build_model(len(data.names), features, seed)
     if config is not None:
         wrap(model, config)
     trainable, total = count_parameters(model)

@@ -154,7 +154,7 @@ def test_mandatory_attributes(ds: Dataset, path: str) -> None:
 
 
 def test_file_meta_and_identity(ds: Dataset, ct: list[Dataset]) -> None:
-    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ImplicitVRLittleEndian  # Contour Data can exceed 64 KiB
     assert ds.SOPClassUID == ds.file_meta.MediaStorageSOPClassUID == RT_STRUCTURE_SET_STORAGE
     assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
     assert ds.Modality == "RTSTRUCT" and ds.Manufacturer == "hqctf"
@@ -268,3 +268,31 @@ def test_failed_write_leaves_no_file(written: Written, out_dir: Path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         write_rtstruct(written.label, written.ct_files, NAMES, out_dir / "RS.dcm")
     assert list(out_dir.iterdir()) == []
+
+
+def test_contours_longer_than_64_kib_stay_numbers(written: Written, out_dir: Path) -> None:
+    """A contour whose Contour Data needs more than 65,534 bytes (a serpentine with ~9,000 points) is still read
+    as numbers by pydicom and rt-utils: explicit VR would have to fall back to UN there, so hqctf writes implicit VR."""
+    from rt_utils import RTStructBuilder
+
+    label = np.zeros_like(written.label)
+    k, rng = 20, np.random.default_rng(0)
+    plane = label[:, :, k]
+    for i, top in enumerate(range(4, 126, 5)):  # 3-row bars, joined alternately at the ends into one snake ...
+        plane[top : top + 3, 4:132] = 1
+        plane[top : top + 8, (4, 131)[i % 2]] = 1
+        plane[top, 5:131][rng.random(126) < 0.5] = 0  # ... with random notches along both edges
+        plane[top + 2, 5:131][rng.random(126) < 0.5] = 0
+    path = out_dir / "RS_long.dcm"
+    write_rtstruct(label, written.ct_files, {1: "GTV_Mass"}, path)
+    ds = pydicom.dcmread(path)
+    contours = ds.ROIContourSequence[0].ContourSequence
+    longest = max(contours, key=lambda c: int(c.NumberOfContourPoints))
+    assert int(longest.NumberOfContourPoints) * 3 * 6 > 65534  # > 6 bytes a coordinate, with separators
+    for contour in contours:
+        values = [float(v) for v in contour.ContourData]
+        assert len(values) == 3 * int(contour.NumberOfContourPoints)
+    shutil.copy(path, written.root / "image" / ".." / "RS_long.dcm")
+    rt = RTStructBuilder.create_from(dicom_series_path=str(written.root / "image"), rt_struct_path=str(path))
+    mask = rt.get_roi_mask_by_name("GTV_Mass")
+    assert mask.any()
