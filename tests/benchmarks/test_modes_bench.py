@@ -12,7 +12,7 @@ HEADING = "## Training modes on OpenKBP 2D (benchmarks/modes.py)"
 
 
 def _run(tmp_path: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = ["--data", str(data), "--runs", str(tmp_path / "runs"), "--cases", "10", "--epochs", "1", "--samples", "4",
+    args = ["--data", str(data), "--runs", str(tmp_path / "runs"), "--cases", "8", "--epochs", "1", "--samples", "4",
             "--features", "[4, 4, 8, 8, 16, 4]", "--modes", "classical,hyper", "--seeds", "0,1",
             "--set", f"data.cache={tmp_path / 'cache'}", "--set", "data.patch_size=[32, 32]",
             "--set", "validation.overlays=0", "--out", str(tmp_path / "benchmarks.md"), *extra]
