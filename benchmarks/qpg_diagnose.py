@@ -68,10 +68,6 @@ VARIANTS: dict[str, tuple[TargetConfig | str | None, dict[str, float], str]] = {
 }
 
 
-def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return diag.current_weights(model)
-
-
 def run_variant(name: str, data: demo.DemoData, seed: int, steps: int) -> dict:
     """Train one variant on the demo data and collect its diagnostics."""
     config, lrs, _ = VARIANTS[name]
@@ -90,12 +86,12 @@ def run_variant(name: str, data: demo.DemoData, seed: int, steps: int) -> dict:
     schedule = batch_schedule(len(data.x), steps, 8, seed)
     changes: list[float] = []
     grads: dict[str, float] = {}
-    previous = [_weights(model)]
+    previous = [diag.current_weights(model)]
 
     def on_step(step: int, _loss: float) -> None:
         if step == 0:
             grads.update(diag.grad_norms(model))
-        current = _weights(model)
+        current = diag.current_weights(model)
         changes.append(diag.relative_change(previous[0], current))
         previous[0] = current
 
