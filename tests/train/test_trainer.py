@@ -104,3 +104,53 @@ def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path)
     train_run(load_config(None, overrides), progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
         Trainer(load_config(None, overrides), progress=False)
+
+
+def test_patience_stops_when_validation_stalls(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
+    scores = iter([0.5, 0.4, 0.45, 0.3, 0.9, 0.9])  # best at epoch 1, then 3 epochs without improvement
+    monkeypatch.setattr(Trainer, "_validate", lambda self: {"dice": next(scores)})
+    run = tmp_path / "patience"
+    config = load_config(None, tiny_overrides(tiny_dataset, run, tmp_path / "cache",
+                                              **{"optim.epochs": 6, "optim.patience": 3}))
+    summary = train_run(config, progress=False)
+    assert (summary["epochs"], summary["best_epoch"], summary["stopped"]) == (4, 1, "patience")
+    assert len(_rows(run)) == 4
+
+
+def test_training_subsets_nest_and_splits_stay_fixed_across_seeds(tiny_dataset, tiny_overrides, tmp_path):
+    def trainer(seed, n):
+        return Trainer(load_config(None, tiny_overrides(
+            tiny_dataset, tmp_path / f"s{seed}-n{n}", tmp_path / "cache",
+            **{"seed": seed, "data.split_seed": 0, "data.train_cases": n})), progress=False)
+
+    small, large, other_seed = trainer(0, 1), trainer(0, 2), trainer(1, 1)
+    ids = lambda t: [c.case_id for c in t.train_cases]  # noqa: E731
+    assert len(ids(small)) == 1 and set(ids(small)) < set(ids(large))
+    assert ids(other_seed) == ids(small)
+    assert json.loads((tmp_path / "s0-n1" / "splits.json").read_text())[0]["test"] == \
+        json.loads((tmp_path / "s1-n1" / "splits.json").read_text())[0]["test"]
+    with pytest.raises(ConfigError, match="data.train_cases 99: fold 0 has only"):
+        trainer(0, 99)
+
+
+def test_spectra_are_saved_at_the_start_and_each_validation(tiny_dataset, tiny_overrides, tmp_path):
+    run = tmp_path / "spectra"
+    config = load_config(None, tiny_overrides(tiny_dataset, run, tmp_path / "cache", "qpg",
+                                              **{"validation.spectra": "true", "validation.every": 2,
+                                                 "optim.epochs": 4}))
+    trainer = Trainer(config, progress=False)
+    trainer.fit()
+    record = json.loads((run / "spectra.json").read_text())
+    assert record["epochs"] == [0, 2, 4]
+    from hqctf.qpg import merge
+    from hqctf.qpg.bank import generators
+
+    assert set(record["layers"]) == set(generators(trainer.model))
+    merged = merge(trainer.model)  # the network an export would write
+    for name, series in record["layers"].items():
+        layer = merged.get_submodule(name)
+        weight = layer.weight.detach().double()
+        if isinstance(layer, torch.nn.modules.conv._ConvTransposeNd):  # output channels are dim 1
+            weight = weight.transpose(0, 1)
+        expected = torch.linalg.svdvals(weight.reshape(weight.shape[0], -1))
+        assert len(series) == 3 and series[-1] == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-5)

@@ -46,6 +46,12 @@ def current_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: layer.weight.detach().clone() for name, layer in model.named_modules() if isinstance(layer, SUPPORTED)}
 
 
+def weight_spectra(model: nn.Module) -> dict[str, list[float]]:
+    """Singular values (descending) of each weight of `current_weights`, viewed as (output channels, rest)."""
+    return {name: torch.linalg.svdvals(as_matrix(w, out_channel_dim(model.get_submodule(name))).double()).tolist()
+            for name, w in current_weights(model).items()}
+
+
 def relative_change(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
     """||W_after - W_before|| / ||W_before|| over all layers of ``before`` together."""
     num = sum(float((after[k] - w).double().square().sum()) for k, w in before.items())

@@ -54,6 +54,11 @@ class DataConfig:
     n_folds: int = _help("number of folds in splits.json", default=5)
     test_fraction: float = _help("share of patients held out as test set", default=0.2)
     max_cases: int | None = _help("use only the first N cases (quick runs)", default=None)
+    split_seed: int | None = _help("seed of the patient split into train/val/test; None: the run's seed "
+                                   "(fix it to compare runs of several seeds on the same patients)", default=None)
+    train_cases: int | None = _help("train on N of the fold's training cases: the first N of a fixed shuffle, so "
+                                    "a smaller N is a subset of a larger one, whatever the seed; None: all",
+                                    default=None)
     workers: int = _help("DataLoader worker processes", default=0)
 
 
@@ -83,7 +88,9 @@ class ModeConfig:
 class OptimConfig:
     """AdamW with warm-up and a cosine or plateau schedule."""
 
-    epochs: int = _help("training epochs", default=50)
+    epochs: int = _help("training epochs (the most, when patience is set)", default=50)
+    patience: int | None = _help("stop once the best validation score is this many epochs old; None: train all "
+                                 "epochs", default=None)
     batch_size: int = _help("samples per step (global, over all processes)", default=8)
     lr: float = _help("peak learning rate", default=3e-3)
     group_lr: dict[str, float] = _help(f"learning rate per parameter group, overriding lr: keys from {LR_GROUPS}",
@@ -105,6 +112,8 @@ class ValidationConfig:
     overlap: float = _help("sliding-window overlap", default=0.25)
     max_cases: int | None = _help("validate on at most N cases", default=None)
     overlays: int = _help("validation cases drawn as contour-overlay PNGs", default=3)
+    spectra: bool = _help("save the singular values of every conv weight (generated ones as generated) at the "
+                          "start and at each validation, in spectra.json", default=False)
 
 
 @dataclass
@@ -142,7 +151,9 @@ class TrainConfig:
         if len(self.model.features) != 6:
             raise ConfigError(f"model.features needs 6 widths, got {list(self.model.features)}")
         for key, value in (("optim.epochs", self.optim.epochs), ("optim.batch_size", self.optim.batch_size),
-                           ("validation.every", self.validation.every), ("data.samples_per_epoch", self.data.samples_per_epoch)):
+                           ("validation.every", self.validation.every), ("data.samples_per_epoch", self.data.samples_per_epoch),
+                           *((k, v) for k, v in (("optim.patience", self.optim.patience),
+                                                        ("data.train_cases", self.data.train_cases)) if v is not None)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
         if not 0.0 <= self.data.foreground_fraction <= 1.0:

@@ -28,7 +28,9 @@ from ..data.case import Case
 from ..data.formats import open_source
 from ..data.sampling import PatchDataset, SliceDataset
 from ..data.splits import load_splits, make_splits, save_splits
-from ..qpg import count_parameters
+from ..qpg import count_parameters, merge
+from ..qpg.bank import generators
+from ..qpg.diagnostics import weight_spectra
 from .config import ConfigError, TrainConfig, load_config
 from .distributed import World, all_mean, broadcast, setup, teardown
 from .figures import axial_view, busiest_slice, overlay_png, run_curves_png
@@ -38,7 +40,17 @@ from .schedule import WarmupSchedule
 from .validate import summarise, validate_cases
 
 LOWER_IS_BETTER = ("hd95", "loss")
-CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST = "config.yaml", "last.pt", "best.pt"
+CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST, SPECTRA = "config.yaml", "last.pt", "best.pt", "spectra.json"
+#: seed of the shuffle from which ``data.train_cases`` takes its first N cases (fixed: subsets nest across seeds)
+SUBSET_SEED = 0
+
+
+def training_subset(train_ids: list[str], n: int | None) -> list[str]:
+    """The first ``n`` of a fixed shuffle of ``train_ids`` (all when ``n`` is None), in their original order."""
+    if n is None:
+        return list(train_ids)
+    order = np.random.default_rng(SUBSET_SEED).permutation(len(train_ids))[:n]
+    return [train_ids[i] for i in sorted(order)]
 
 
 def _seed_everything(seed: int) -> None:
@@ -132,7 +144,8 @@ class Trainer:
         if self.world.main and not splits_path.is_file():
             try:
                 splits = make_splits(ids, [cases[i].patient_id for i in ids], n_folds=cfg.n_folds,
-                                     test_fraction=cfg.test_fraction, seed=self.config.seed)
+                                     test_fraction=cfg.test_fraction,
+                                     seed=self.config.seed if cfg.split_seed is None else cfg.split_seed)
             except ValueError as exc:
                 raise ConfigError(f"data.n_folds / data.test_fraction: {exc} ({len(ids)} cases)") from None
             save_splits(splits_path, splits)
@@ -140,7 +153,11 @@ class Trainer:
         splits = load_splits(splits_path)
         if not 0 <= cfg.fold < len(splits):
             raise ConfigError(f"data.fold {cfg.fold}: splits.json has folds 0..{len(splits) - 1}")
-        self.train_cases = [cases[i] for i in splits[cfg.fold]["train"]]
+        train_ids = splits[cfg.fold]["train"]
+        if cfg.train_cases is not None and cfg.train_cases > len(train_ids):
+            raise ConfigError(f"data.train_cases {cfg.train_cases}: fold {cfg.fold} has only {len(train_ids)} "
+                              "training cases")
+        self.train_cases = [cases[i] for i in training_subset(train_ids, cfg.train_cases)]
         self.val_cases = [cases[i] for i in splits[cfg.fold]["val"]][: self.config.validation.max_cases]
         self._check_patch(self.train_cases)
         sampler_cls = SliceDataset if self.config.model.spatial_dims == 2 else PatchDataset
@@ -223,7 +240,8 @@ class Trainer:
 
     def _validate(self) -> dict[str, float]:
         v = self.config.validation
-        per_case, predictions = validate_cases(self.model, self.val_cases, self.config.model.spatial_dims,
+        model = merge(self.model) if generators(self.model) else self.model  # generate the weights once, not per window
+        per_case, predictions = validate_cases(model, self.val_cases, self.config.model.spatial_dims,
                                                self.config.data.patch_size, v.overlap, v.tolerance_mm, self.world.device)
         summary = summarise(per_case)
         self._overlays(predictions)
@@ -241,12 +259,14 @@ class Trainer:
                       self.run, cfg.mode.name, cfg.model.name, cfg.model.spatial_dims, len(self.train_cases),
                       len(self.val_cases), self.trainable, self.total)
         writer = self._tensorboard()
+        if self.epoch == 0:
+            self._record_spectra()
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    TextColumn("{task.fields[info]}")]
         total_steps = self.steps_per_epoch * cfg.optim.epochs
         with Progress(*columns, disable=not (self.show_progress and self.world.main), transient=False) as progress:
             task = progress.add_task(f"{cfg.mode.name}", total=total_steps, completed=self.step, info="")
-            while self.epoch < cfg.optim.epochs:
+            while self.epoch < cfg.optim.epochs and not self.plateaued:
                 started = time.perf_counter()
                 losses = []
                 for batch in self._loader():
@@ -260,8 +280,10 @@ class Trainer:
                     metrics = self._validate() if self.world.main else None  # rank 0 validates, the others wait
                     row.update({f"val_{k}": v for k, v in broadcast(metrics, self.world).items()})
                     self.schedule.observe(self._score(row))
+                    self._record_spectra()
                 self.history.append(row)
                 self._end_epoch(row, writer)
+                self.best = broadcast(self.best if self.world.main else None, self.world)
         if writer is not None:
             writer.close()
         summary = self._summary()
@@ -269,6 +291,25 @@ class Trainer:
             write_json_atomic(self.run / "summary.json", summary)
         self.log.info("done: best %s %.4f at epoch %s", cfg.validation.metric, summary["best_score"], summary["best_epoch"])
         return summary
+
+    @property
+    def plateaued(self) -> bool:
+        """True once ``optim.patience`` epochs have passed since the best validation score (or since the start)."""
+        patience = self.config.optim.patience
+        return patience is not None and self.epoch - (self.best["epoch"] or 0) >= patience
+
+    def _record_spectra(self) -> None:
+        """Append the current weights' singular values to ``spectra.json`` (``validation.spectra``, rank 0)."""
+        if not (self.config.validation.spectra and self.world.main):
+            return
+        path = self.run / SPECTRA
+        record = json.loads(path.read_text()) if path.is_file() else {"epochs": [], "layers": {}}
+        if self.epoch in record["epochs"]:
+            return
+        record["epochs"].append(self.epoch)
+        for name, values in weight_spectra(self.model).items():
+            record["layers"].setdefault(name, []).append(values)
+        write_json_atomic(path, record)
 
     def _end_epoch(self, row: dict[str, float], writer: Any) -> None:
         if not self.world.main:
@@ -332,6 +373,7 @@ class Trainer:
                 "total_parameters": self.total, "epochs": self.epoch, "steps": self.step,
                 "best_metric": self.config.validation.metric, "best_score": self.best["score"],
                 "best_epoch": self.best["epoch"], "best": self.best["metrics"],
+                "stopped": "patience" if self.plateaued else "epochs",
                 "seconds_per_epoch": float(np.mean(times)) if times else None,
                 "peak_memory_mib": peak, "peak_gpu_memory_mib": peak_gpu, "processes": self.world.size,
                 "train_cases": len(self.train_cases), "val_cases": len(self.val_cases), "labels": self.labels}
