@@ -41,7 +41,25 @@ def _parser() -> argparse.ArgumentParser:
                       help="nnU-Net raw dataset folder (default: the embedded sample)")
     _add_data_commands(commands)
     _add_train_commands(commands)
+    _add_bench_command(commands)
     return parser
+
+
+def _add_bench_command(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser(
+        "bench", help="train every mode over models, training-set sizes and seeds; tables, tests and plots",
+        description="Train and evaluate the runs of a bench config (modes x models x training-set sizes x seeds, "
+        "each until its validation Dice plateaus) into BENCH/runs/, then write BENCH/report/ (Markdown, CSV, PNG; "
+        "Wilcoxon tests of the reference mode against every other). Finished runs are skipped and interrupted "
+        "ones resumed; --shard splits the runs between processes or machines sharing BENCH.")
+    bench.add_argument("config", metavar="CONFIG", help="bench YAML, or a bundled bench: cpu-small, paper")
+    bench.add_argument("-o", "--output", default=None, metavar="BENCH", help="bench folder (default: runs/bench-NAME)")
+    bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="bench key (seeds=[0], modes=[classical,qpg], sizes=[10,all], patience=4) or training "
+                            "key for every run (data.path=..., optim.lr=1e-3), repeatable")
+    bench.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (1-based)")
+    bench.add_argument("--out", default=None, metavar="FILE.md", help="also write the report's section into FILE.md")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar (bench.log is still written)")
 
 
 def _add_train_commands(commands: argparse._SubParsersAction) -> None:
@@ -111,7 +129,26 @@ def _relaunch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return subprocess.call(command)
 
 
+def _run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import shlex
+    from pathlib import Path
+
+    from .bench import load_bench_config, run_bench
+    from .bench.plan import parse_shard
+
+    shard = parse_shard(args.shard)
+    config = load_bench_config(args.config, args.overrides)
+    name = Path(args.config).name.removesuffix(".yaml")
+    folder = args.output or f"runs/bench-{name}"
+    report = run_bench(config, folder, shard, progress=not args.no_progress, name=name, doc=args.out,
+                       command=shlex.join(["hqctf", *argv]))
+    print(f"{folder}: report in {report}" if report else f"{folder}: shard {args.shard} done; other shards unfinished")
+    return 0
+
+
 def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    if args.command == "bench":
+        return _run_bench(args, argv)
     if args.command == "compare":
         from .train.evaluate import compare_runs, markdown_table
 
@@ -263,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hqctf`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if args.command in ("train", "evaluate", "compare", "export", "predict"):
+    if args.command in ("train", "evaluate", "compare", "export", "predict", "bench"):
         from .data.errors import DataError
         from .train.config import ConfigError
 

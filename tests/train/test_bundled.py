@@ -49,7 +49,7 @@ def test_resolve_by_name_and_by_path(tmp_path, monkeypatch):
 @pytest.mark.parametrize("text", ["nope", "openkbp-2d.yaml", "configs/openkbp-2d", "missing/dir.yaml", "."])
 def test_unknown_name_lists_the_bundled_ones(text, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=f"bundled configs: {', '.join(EXPECTED)}"):
+    with pytest.raises(ConfigError, match=f"bundled train configs: {', '.join(EXPECTED)}"):
         resolve_config_path(text)
 
 

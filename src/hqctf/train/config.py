@@ -32,7 +32,8 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message is one line and lists the valid choices."""
 
 
-def _help(text: str, **kw: Any) -> Any:
+def help_field(text: str, **kw: Any) -> Any:
+    """A dataclass field with help text (shown by the CLI and the docs)."""
     return field(metadata={"help": text}, **kw)
 
 
@@ -40,79 +41,79 @@ def _help(text: str, **kw: Any) -> Any:
 class DataConfig:
     """Where the cases come from and how training samples are drawn."""
 
-    path: str = _help("dataset folder (nnU-Net raw, KiTS, DICOM, PNG slices, NIfTI)", default="")
-    format: str | None = _help("input format; None detects it", default=None)
-    labels: dict[int, str] = _help("DICOM/NIfTI only: label value -> structure name", default_factory=dict)
-    cache: str = _help("folder of preprocessed arrays, shared between runs", default=".hqctf-cache")
-    preprocess: PreprocessConfig = _help("resampling, orientation, HU clipping/z-scoring, body crop",
+    path: str = help_field("dataset folder (nnU-Net raw, KiTS, DICOM, PNG slices, NIfTI)", default="")
+    format: str | None = help_field("input format; None detects it", default=None)
+    labels: dict[int, str] = help_field("DICOM/NIfTI only: label value -> structure name", default_factory=dict)
+    cache: str = help_field("folder of preprocessed arrays, shared between runs", default=".hqctf-cache")
+    preprocess: PreprocessConfig = help_field("resampling, orientation, HU clipping/z-scoring, body crop",
                                          default_factory=PreprocessConfig)
-    patch_size: tuple[int, ...] = _help("2D slice crop (H, W) or 3D patch (X, Y, Z) in voxels", default=(128, 128))
-    foreground_fraction: float = _help("share of samples centred on foreground", default=0.5)
-    augment: bool = _help("random flips, small rotations/scales and intensity changes", default=True)
-    samples_per_epoch: int = _help("training samples drawn per epoch", default=256)
-    fold: int = _help("cross-validation fold used for validation", default=0)
-    n_folds: int = _help("number of folds in splits.json", default=5)
-    test_fraction: float = _help("share of patients held out as test set", default=0.2)
-    max_cases: int | None = _help("use only the first N cases (quick runs)", default=None)
-    split_seed: int | None = _help("seed of the patient split into train/val/test; None: the run's seed "
+    patch_size: tuple[int, ...] = help_field("2D slice crop (H, W) or 3D patch (X, Y, Z) in voxels", default=(128, 128))
+    foreground_fraction: float = help_field("share of samples centred on foreground", default=0.5)
+    augment: bool = help_field("random flips, small rotations/scales and intensity changes", default=True)
+    samples_per_epoch: int = help_field("training samples drawn per epoch", default=256)
+    fold: int = help_field("cross-validation fold used for validation", default=0)
+    n_folds: int = help_field("number of folds in splits.json", default=5)
+    test_fraction: float = help_field("share of patients held out as test set", default=0.2)
+    max_cases: int | None = help_field("use only the first N cases (quick runs)", default=None)
+    split_seed: int | None = help_field("seed of the patient split into train/val/test; None: the run's seed "
                                    "(fix it to compare runs of several seeds on the same patients)", default=None)
-    train_cases: int | None = _help("train on N of the fold's training cases: the first N of a fixed shuffle, so "
+    train_cases: int | None = help_field("train on N of the fold's training cases: the first N of a fixed shuffle, so "
                                     "a smaller N is a subset of a larger one, whatever the seed; None: all",
                                     default=None)
-    workers: int = _help("DataLoader worker processes", default=0)
+    workers: int = help_field("DataLoader worker processes", default=0)
 
 
 @dataclass
 class ModelConfig:
     """The segmentation network (MONAI BasicUNet / BasicUNetPlusPlus)."""
 
-    name: str = _help(f"one of {MODELS}", default="unetpp")
-    spatial_dims: int = _help("2 for slices, 3 for volumes", default=2)
-    features: tuple[int, ...] = _help("six channel widths of the network", default=(32, 32, 64, 128, 256, 32))
-    dropout: float = _help("dropout probability", default=0.0)
+    name: str = help_field(f"one of {MODELS}", default="unetpp")
+    spatial_dims: int = help_field("2 for slices, 3 for volumes", default=2)
+    features: tuple[int, ...] = help_field("six channel widths of the network", default=(32, 32, 64, 128, 256, 32))
+    dropout: float = help_field("dropout probability", default=0.0)
 
 
 @dataclass
 class ModeConfig:
     """How the network's weights are trained."""
 
-    name: str = _help(f"one of {MODES}; hyper (learned embedding instead of circuits), frozen (untrained random "
+    name: str = help_field(f"one of {MODES}; hyper (learned embedding instead of circuits), frozen (untrained random "
                       "circuits) and residual (frozen random W0 + QPG update) are QPG's controls", default="classical")
-    qpg: QPGConfig = _help("QPG generator settings (also used by hyper, frozen and residual)", default_factory=QPGConfig)
-    lora: LoRAConfig = _help("LoRA settings", default_factory=LoRAConfig)
-    lowrank: LowRankConfig = _help("low-rank generator settings", default_factory=LowRankConfig)
-    light_width: float | None = _help("light mode: channel multiplier (None: match the QPG trainable count)", default=None)
+    qpg: QPGConfig = help_field("QPG generator settings (also used by hyper, frozen and residual)", default_factory=QPGConfig)
+    lora: LoRAConfig = help_field("LoRA settings", default_factory=LoRAConfig)
+    lowrank: LowRankConfig = help_field("low-rank generator settings", default_factory=LowRankConfig)
+    light_width: float | None = help_field("light mode: channel multiplier (None: match the QPG trainable count)", default=None)
 
 
 @dataclass
 class OptimConfig:
     """AdamW with warm-up and a cosine or plateau schedule."""
 
-    epochs: int = _help("training epochs (the most, when patience is set)", default=50)
-    patience: int | None = _help("stop once the best validation score is this many epochs old; None: train all "
+    epochs: int = help_field("training epochs (the most, when patience is set)", default=50)
+    patience: int | None = help_field("stop once the best validation score is this many epochs old; None: train all "
                                  "epochs", default=None)
-    batch_size: int = _help("samples per step (global, over all processes)", default=8)
-    lr: float = _help("peak learning rate", default=3e-3)
-    group_lr: dict[str, float] = _help(f"learning rate per parameter group, overriding lr: keys from {LR_GROUPS}",
+    batch_size: int = help_field("samples per step (global, over all processes)", default=8)
+    lr: float = help_field("peak learning rate", default=3e-3)
+    group_lr: dict[str, float] = help_field(f"learning rate per parameter group, overriding lr: keys from {LR_GROUPS}",
                                        default_factory=dict)
-    weight_decay: float = _help("AdamW weight decay", default=1e-4)
-    eps: float = _help("AdamW epsilon", default=1e-8)
-    warmup_epochs: int = _help("linear warm-up epochs", default=1)
-    schedule: str = _help(f"one of {SCHEDULES}", default="cosine")
-    amp: bool = _help("mixed precision where the device supports it (CUDA)", default=True)
+    weight_decay: float = help_field("AdamW weight decay", default=1e-4)
+    eps: float = help_field("AdamW epsilon", default=1e-8)
+    warmup_epochs: int = help_field("linear warm-up epochs", default=1)
+    schedule: str = help_field(f"one of {SCHEDULES}", default="cosine")
+    amp: bool = help_field("mixed precision where the device supports it (CUDA)", default=True)
 
 
 @dataclass
 class ValidationConfig:
     """Validation with sliding-window inference on whole validation cases."""
 
-    every: int = _help("validate every N epochs", default=1)
-    metric: str = _help(f"metric choosing the best checkpoint, one of {BEST_METRICS}", default="dice")
-    tolerance_mm: float = _help("surface Dice tolerance in mm", default=2.0)
-    overlap: float = _help("sliding-window overlap", default=0.25)
-    max_cases: int | None = _help("validate on at most N cases", default=None)
-    overlays: int = _help("validation cases drawn as contour-overlay PNGs", default=3)
-    spectra: bool = _help("save the singular values of every conv weight (generated ones as generated) at the "
+    every: int = help_field("validate every N epochs", default=1)
+    metric: str = help_field(f"metric choosing the best checkpoint, one of {BEST_METRICS}", default="dice")
+    tolerance_mm: float = help_field("surface Dice tolerance in mm", default=2.0)
+    overlap: float = help_field("sliding-window overlap", default=0.25)
+    max_cases: int | None = help_field("validate on at most N cases", default=None)
+    overlays: int = help_field("validation cases drawn as contour-overlay PNGs", default=3)
+    spectra: bool = help_field("save the singular values of every conv weight (generated ones as generated) at the "
                           "start and at each validation, in spectra.json", default=False)
 
 
@@ -120,14 +121,14 @@ class ValidationConfig:
 class TrainConfig:
     """A training run."""
 
-    out: str = _help("run folder", default="runs/run")
-    seed: int = _help("seed of initialisation, sampling and augmentation", default=0)
-    device: str = _help("cpu, cuda or auto", default="auto")
-    data: DataConfig = _help("data", default_factory=DataConfig)
-    model: ModelConfig = _help("network", default_factory=ModelConfig)
-    mode: ModeConfig = _help("training mode", default_factory=ModeConfig)
-    optim: OptimConfig = _help("optimiser", default_factory=OptimConfig)
-    validation: ValidationConfig = _help("validation", default_factory=ValidationConfig)
+    out: str = help_field("run folder", default="runs/run")
+    seed: int = help_field("seed of initialisation, sampling and augmentation", default=0)
+    device: str = help_field("cpu, cuda or auto", default="auto")
+    data: DataConfig = help_field("data", default_factory=DataConfig)
+    model: ModelConfig = help_field("network", default_factory=ModelConfig)
+    mode: ModeConfig = help_field("training mode", default_factory=ModeConfig)
+    optim: OptimConfig = help_field("optimiser", default_factory=OptimConfig)
+    validation: ValidationConfig = help_field("validation", default_factory=ValidationConfig)
 
     def check(self) -> "TrainConfig":
         """Validate choices and ranges; raises `ConfigError` naming the key and the valid values."""
@@ -183,7 +184,7 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, key)
+        return build_config(hint, value, key)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -212,7 +213,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     return value
 
 
-def _build(cls: type, values: Any, prefix: str = "") -> Any:
+def build_config(cls: type, values: Any, prefix: str = "") -> Any:
+    """An instance of the config dataclass ``cls`` from nested ``values``, each coerced to its annotated type."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
@@ -261,5 +263,5 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read config ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     apply_overrides(values, overrides)
-    config = _build(TrainConfig, values)
+    config = build_config(TrainConfig, values)
     return config.check()

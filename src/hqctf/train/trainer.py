@@ -27,6 +27,7 @@ from ..data.cache import CaseCache
 from ..data.case import Case
 from ..data.formats import open_source
 from ..data.sampling import PatchDataset, SliceDataset
+from ..data.source import Source
 from ..data.splits import load_splits, make_splits, save_splits
 from ..qpg import count_parameters, merge
 from ..qpg.bank import generators
@@ -93,6 +94,23 @@ def _logger(run: Path, main: bool) -> logging.Logger:
     return log
 
 
+def open_cases(config: TrainConfig) -> tuple[Source, CaseCache, list[str]]:
+    """The run's data source, its preprocessed-case cache and the case ids it uses (``data.max_cases``)."""
+    cfg = config.data
+    source = open_source(cfg.path, format=cfg.format, labels=cfg.labels or None, missing="unknown", cache_dir=cfg.cache)
+    return source, CaseCache(cfg.cache, source, cfg.preprocess), source.case_ids()[: cfg.max_cases]
+
+
+def split_cases(config: TrainConfig, cases: list[Case]) -> list[dict[str, list[str]]]:
+    """Folds (and test set) of ``cases`` by patient, seeded by ``data.split_seed`` (else the run's seed)."""
+    cfg = config.data
+    try:
+        return make_splits([c.case_id for c in cases], [c.patient_id for c in cases], n_folds=cfg.n_folds,
+                           test_fraction=cfg.test_fraction, seed=config.seed if cfg.split_seed is None else cfg.split_seed)
+    except ValueError as exc:
+        raise ConfigError(f"data.n_folds / data.test_fraction: {exc} ({len(cases)} cases)") from None
+
+
 class Trainer:
     """Prepares data, model and optimiser for a config, then trains, validates and writes the run folder.
 
@@ -130,25 +148,16 @@ class Trainer:
 
     def _prepare_data(self) -> None:
         cfg = self.config.data
-        source = open_source(cfg.path, format=cfg.format, labels=cfg.labels or None, missing="unknown",
-                             cache_dir=cfg.cache)
+        source, cache, ids = open_cases(self.config)
         self.labels = dict(source.labels)
         self.n_classes = max(self.labels, default=0) + 1
-        cache = CaseCache(cfg.cache, source, cfg.preprocess)
-        ids = source.case_ids()[: cfg.max_cases]
         if self.world.main:
             cache.build(ids, progress=self.show_progress)
         self.world.barrier()
         cases = {case_id: cache.get(case_id) for case_id in ids}
         splits_path = self.run / "splits.json"
         if self.world.main and not splits_path.is_file():
-            try:
-                splits = make_splits(ids, [cases[i].patient_id for i in ids], n_folds=cfg.n_folds,
-                                     test_fraction=cfg.test_fraction,
-                                     seed=self.config.seed if cfg.split_seed is None else cfg.split_seed)
-            except ValueError as exc:
-                raise ConfigError(f"data.n_folds / data.test_fraction: {exc} ({len(ids)} cases)") from None
-            save_splits(splits_path, splits)
+            save_splits(splits_path, split_cases(self.config, list(cases.values())))
         self.world.barrier()
         splits = load_splits(splits_path)
         if not 0 <= cfg.fold < len(splits):
