@@ -1,7 +1,8 @@
-"""Whole-case prediction with sliding windows, and validation metrics over cases."""
+"""Whole-case prediction (whole slices or sliding windows), and validation metrics over cases."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +13,13 @@ from torch import nn
 from ..data.case import Case
 from .metrics import case_metrics, mean_over_structures
 from .models import logits_of
+
+
+def slice_window(shape: Sequence[int], patch_size: Sequence[int], max_ratio: int = 4) -> tuple[int, ...]:
+    """2D prediction window: the whole slice, padded to a multiple of 16, when it has at most ``max_ratio`` times
+    the patch's pixels (one window per slice, no overlap recomputed); else the patch size (sliding windows)."""
+    whole = tuple(max(p, -(-s // 16) * 16) for s, p in zip(shape, patch_size))
+    return whole if math.prod(whole) <= max_ratio * math.prod(patch_size) else tuple(patch_size)
 
 
 @torch.no_grad()
@@ -29,8 +37,9 @@ def predict_volume(
     Args:
         model: network returning logits (or UNet++'s list of heads).
         image: preprocessed (z-scored) CT.
-        spatial_dims: 2 predicts axial slices (windows over X, Y), 3 predicts the volume (windows over X, Y, Z).
-        patch_size: window size, the training patch size.
+        spatial_dims: 2 predicts axial slices (whole slices where `slice_window` allows, else windows over X, Y),
+            3 predicts the volume (windows over X, Y, Z).
+        patch_size: the training patch size: the window size in 3D and for slices too large to take whole.
         overlap: overlap of neighbouring windows (predictions are blended with a constant weight).
         device: where the network runs.
         batch_size: windows (2D: slices' windows) per forward pass.
@@ -47,11 +56,13 @@ def predict_volume(
             logits = sliding_window_inference(volume[None, None].to(device), tuple(patch_size), batch_size, net,
                                               overlap=overlap)
             return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
+        window = slice_window(image.shape[:2], patch_size)
+        batch = max(1, batch_size * math.prod(patch_size) // math.prod(window))  # about as many pixels per pass
         out = np.zeros(image.shape, np.uint8)
-        for start in range(0, image.shape[2], batch_size):
-            slices = volume[:, :, start:start + batch_size].permute(2, 0, 1)[:, None].to(device)
-            logits = sliding_window_inference(slices, tuple(patch_size), batch_size, net, overlap=overlap)
-            out[:, :, start:start + batch_size] = logits.argmax(1).permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+        for start in range(0, image.shape[2], batch):
+            slices = volume[:, :, start:start + batch].permute(2, 0, 1)[:, None].to(device)
+            logits = sliding_window_inference(slices, window, batch, net, overlap=overlap)
+            out[:, :, start:start + batch] = logits.argmax(1).permute(1, 2, 0).to(torch.uint8).cpu().numpy()
         return out
     finally:
         model.train(was_training)
