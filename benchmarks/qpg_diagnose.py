@@ -59,6 +59,8 @@ VARIANTS: dict[str, tuple[TargetConfig | str | None, dict[str, float], str]] = {
                        "new defaults, mapping and gains at lr 1e-2"),
     "qpg-probs": (QPGConfig(transform="scaled"), demo.QPG_LRS, "new defaults with q = 2^n p - 1"),
     "qpg-balance": (QPGConfig(common="balance"), demo.QPG_LRS, "new defaults with the balanced common row"),
+    "qpg-learned": (QPGConfig(common="learned"), demo.QPG_LRS,
+                    "new defaults with a learned common row (full rank possible; one more row per layer)"),
     "qpg-L2": (QPGConfig(n_layers=2), demo.QPG_LRS, "new defaults with L = 2"),
     "qpg-angles-1e-2": (QPGConfig(), {**demo.QPG_LRS, "angles": 1e-2}, "new defaults, angles at lr 1e-2"),
     "qpg-angles-3e-2": (QPGConfig(), {**demo.QPG_LRS, "angles": 3e-2}, "new defaults, angles at lr 3e-2"),

@@ -29,7 +29,7 @@ def _net() -> nn.Sequential:
 
 @pytest.mark.parametrize("name, group", [
     ("conv.qpg.angles", "angles"), ("conv.qpg.embedding", "embedding"), ("conv.qpg.mapping.bits_in.weight", "mapping"),
-    ("conv.qpg.mapping.prob_in", "mapping"), ("conv.qpg.log_gain", "gain"), ("conv.qpg.lora_A", "generator"),
+    ("conv.qpg.mapping.prob_in", "mapping"), ("conv.qpg.log_gain", "gain"), ("conv.qpg.common_row", "mapping"), ("conv.qpg.lora_A", "generator"),
     ("conv.bias", "classical"), ("norm.weight", "classical"),
 ])
 def test_parameter_groups(name, group):

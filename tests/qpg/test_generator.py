@@ -177,6 +177,7 @@ OPTIONS = [
     dict(transform="sqrt", mapping_hidden=(), common="subtract", gain="channel"),
     dict(transform="amplitude", mapping_hidden=(), common="subtract", gain="channel"),
     dict(transform="log", common="none"),
+    dict(transform="sqrt", mapping_hidden=(), common="learned"),
     dict(transform="qt", init="hyperfan"),
     dict(transform="sqrt", mapping_hidden=(), init="hyperfan"),
     dict(inputs="embedding", mapping_hidden=(), gain="channel"),
@@ -217,6 +218,20 @@ def test_generator_options(options, make, shape):
         assert not gen.angles.requires_grad and gen.angles.grad is None
     assert sum(p.numel() for p in trainable.values()) == QPGGenerator.trainable_count(
         tuple(weight0.shape), out_channel_dim(model.layer), config)
+
+
+def test_a_subtracted_common_row_costs_one_rank_and_a_learned_one_gives_it_back():
+    torch.manual_seed(0)
+    ranks = {}
+    for common in ("subtract", "learned"):
+        model = wrap(Holder(nn.Conv2d(8, 8, 3)), QPGConfig(min_compression=0, common=common))
+        gen = model.layer.qpg
+        if common == "learned":
+            with torch.no_grad():
+                gen.common_row.normal_(std=float(gen._generated(gen.measure()).std() / gen.scale))
+        s = torch.linalg.svdvals(gen._generated(gen.measure()).double())
+        ranks[common] = int((s > 1e-6 * s[0]).sum())
+    assert ranks == {"subtract": 7, "learned": 8}
 
 
 def test_residual_generator_adds_the_frozen_initial_weight():

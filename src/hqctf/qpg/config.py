@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..compiled import ENGINES
 
 TRANSFORMS = ("scaled", "qt", "sqrt", "log", "amplitude")
-COMMONS = ("balance", "subtract", "none")
+COMMONS = ("balance", "subtract", "learned", "none")
 INPUTS = ("circuit", "frozen", "embedding")
 GAINS = ("layer", "channel")
 INITS = ("scale", "hyperfan")
@@ -47,7 +47,8 @@ class QPGConfig(TargetConfig):
         mapping_activation: ``tanh``, ``gelu`` or ``none`` (an affine mapping, as the public QT code).
         common: the row shared by all of a layer's channels (the per-position mean): ``balance`` shrinks it to
             the size of one channel's own part (against rank collapse without losing a rank), ``subtract``
-            removes it, ``none`` keeps it.
+            removes it (so the channels' rows sum to zero: rank at most C_out - 1), ``learned`` replaces it by a
+            trained row (zero at the start; full rank possible; per_row more parameters), ``none`` keeps it.
         gain: learnable log-gain per ``layer`` or per output ``channel``.
         init: ``scale`` (a fixed multiplier sets the initial weight std to the classical init's) or
             ``hyperfan`` (the mapping's output layer itself is rescaled to that std; no fixed multiplier).

@@ -32,6 +32,8 @@ def parameter_group(name: str) -> str:
         return leaf
     if leaf == "log_gain":
         return "gain"
+    if leaf == "common_row":  # shared by the layer's channels, like the mapping
+        return "mapping"
     if "mapping" in parts:
         return "mapping"
     return "generator"

@@ -182,6 +182,8 @@ class QPGGenerator(nn.Module):
             n, self.n_states, tuple(config.mapping_hidden), config.chunk, config.mapping_activation, config.engine
         )
         self.log_gain = nn.Parameter(torch.zeros((self.rows, 1) if config.gain == "channel" else ()))
+        if config.common == "learned":
+            self.common_row = nn.Parameter(torch.zeros(1, self.per_row))
         self.register_buffer("scale", torch.ones(()))
         if config.residual:
             if base is None:
@@ -250,8 +252,10 @@ class QPGGenerator(nn.Module):
         w = self.mapping(self.inputs(measured))[:, : self.per_row]
         if self.rows > 1 and self.config.common == "balance":
             w = balance_common_component(w)
-        elif self.rows > 1 and self.config.common == "subtract":
+        elif self.rows > 1 and self.config.common in ("subtract", "learned"):
             w = w - w.mean(0, keepdim=True)
+        if self.config.common == "learned":
+            w = w + self.common_row
         return w * (self.scale * self.log_gain.exp())
 
     def weight(self, measured: torch.Tensor | None) -> torch.Tensor:
@@ -261,11 +265,13 @@ class QPGGenerator(nn.Module):
 
     @staticmethod
     def trainable_count(shape: tuple[int, ...], out_dim: int, config: QPGConfig) -> int:
-        """Trainable parameters: C_out n L G angles (or embedding numbers) + mapping network + gains."""
+        """Trainable parameters: C_out n L G angles (or embedding numbers) + mapping network + gains (+ the
+        learned common row)."""
         rows, per_row = weight_rows(tuple(shape), out_dim)
         n = qubits_for(per_row, config.chunk)
         spec = CircuitSpec(n, config.n_layers, tuple(config.rotations), config.entangler, config.ring)
         widths = (n, *config.mapping_hidden, config.chunk)
         mapping = sum(a * b + b for a, b in zip(widths[:-1], widths[1:])) + widths[1]
         inputs = 0 if config.inputs == "frozen" else rows * spec.n_params
-        return inputs + mapping + (rows if config.gain == "channel" else 1)
+        common = per_row if config.common == "learned" else 0
+        return inputs + mapping + (rows if config.gain == "channel" else 1) + common
