@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -104,3 +105,16 @@ def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path)
     train_run(load_config(None, overrides), progress=False)
     with pytest.raises(ConfigError, match="already holds a run"):
         Trainer(load_config(None, overrides), progress=False)
+
+
+def test_resume_of_a_copied_run_writes_into_the_copy(tiny_dataset, tiny_overrides, tmp_path):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    train_run(load_config(None, tiny_overrides(tiny_dataset, original, tmp_path / "cache", **{"optim.epochs": 1})),
+              progress=False)
+    shutil.copytree(original, copy)
+    before = {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()}
+    copied_log = (copy / "train.log").read_bytes()
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    assert {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()} == before
+    assert (copy / "train.log").read_bytes().startswith(copied_log) and b"resumed from" in (copy / "train.log").read_bytes()
+    assert str(copy) in (copy / "train.log").read_text()

@@ -346,11 +346,12 @@ def train_run(config: TrainConfig, resume: bool = False, progress: bool = True) 
 
 
 def resume_config(run: str | Path) -> TrainConfig:
-    """The resolved config saved in a run folder."""
+    """The resolved config saved in a run folder, its ``out`` set to that folder (the stored absolute ``out`` is
+    where the run was first trained, another folder once the run is copied or moved)."""
     path = Path(run) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: not found; is {run} a run folder?")
-    return load_config(path)
+    return replace(load_config(path), out=str(Path(run).absolute()))
 
 
 def read_summary(run: str | Path) -> dict[str, Any]:
