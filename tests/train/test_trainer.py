@@ -98,6 +98,31 @@ def test_bad_config_fails_at_start(extra, message, tiny_dataset, tiny_overrides,
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "run").exists()  # nothing half-made left behind
+
+
+def test_failed_start_leaves_nothing_and_the_corrected_retry_runs(tiny_dataset, tiny_overrides, tmp_path, capsys):
+    broken = tmp_path / "Dataset901_NoJson"
+    shutil.copytree(tiny_dataset, broken)
+    (broken / "dataset.json").unlink()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for run in (tmp_path / "new" / "run", existing):
+        argv = ["train", "--no-progress"]
+        for item in tiny_overrides(broken, run, tmp_path / "cache", **{"optim.epochs": 1}):
+            argv += ["--set", item]
+        config = tmp_path / "c.yaml"
+        config.write_text("")
+        assert main([*argv[:1], str(config), *argv[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(broken) in err and "cannot tell the format" in err
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"]  # a folder that existed keeps exactly its files
+    shutil.copy(tiny_dataset / "dataset.json", broken)
+    train_run(load_config(None, tiny_overrides(broken, existing, tmp_path / "cache", **{"optim.epochs": 1})),
+              progress=False)
+    assert (existing / "last.pt").is_file() and (existing / "notes.txt").read_text() == "mine"
 
 
 def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path):

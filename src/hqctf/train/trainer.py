@@ -38,7 +38,7 @@ from .schedule import WarmupSchedule
 from .validate import summarise, validate_cases
 
 LOWER_IS_BETTER = ("hd95", "loss")
-CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST = "config.yaml", "last.pt", "best.pt"
+CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST, SPLITS_FILE = "config.yaml", "last.pt", "best.pt", "splits.json"
 
 
 def _seed_everything(seed: int) -> None:
@@ -97,23 +97,30 @@ class Trainer:
         self.config, self.resume, self.show_progress = config, resume, progress
         self.world: World = setup(config.device)
         self.run = Path(config.out)
-        self._prepare_folder()
-        self.log = _logger(self.run, self.world.main)
+        self._check_folder()
         _seed_everything(config.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self._prepare_data()
         self._prepare_model()
+        self._prepare_folder()  # only now, with data and model ready: a failed start leaves no run folder
+        self.log = _logger(self.run, self.world.main)
+        if resume:
+            self._load(self.run / CHECKPOINT_LAST)
 
     # -- set-up ---------------------------------------------------------------------------------------------
-    def _prepare_folder(self) -> None:
+    def _check_folder(self) -> None:
         last = self.run / CHECKPOINT_LAST
         if self.resume and not last.is_file():
             raise ConfigError(f"{self.run}: no {CHECKPOINT_LAST} to resume from")
         if not self.resume and last.is_file():
             raise ConfigError(f"{self.run}: run folder already holds a run; use --resume or another --set out=...")
+
+    def _prepare_folder(self) -> None:
         if self.world.main:
             self.run.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run / CONFIG_FILE, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            if not (self.run / SPLITS_FILE).is_file():
+                save_splits(self.run / SPLITS_FILE, self.splits)
         self.world.barrier()
 
     def _prepare_data(self) -> None:
@@ -128,16 +135,16 @@ class Trainer:
             cache.build(ids, progress=self.show_progress)
         self.world.barrier()
         cases = {case_id: cache.get(case_id) for case_id in ids}
-        splits_path = self.run / "splits.json"
-        if self.world.main and not splits_path.is_file():
+        splits_path = self.run / SPLITS_FILE
+        if splits_path.is_file():
+            splits = load_splits(splits_path)
+        else:  # the same in every process: a function of the case ids, patients and seed
             try:
                 splits = make_splits(ids, [cases[i].patient_id for i in ids], n_folds=cfg.n_folds,
                                      test_fraction=cfg.test_fraction, seed=self.config.seed)
             except ValueError as exc:
                 raise ConfigError(f"data.n_folds / data.test_fraction: {exc} ({len(ids)} cases)") from None
-            save_splits(splits_path, splits)
-        self.world.barrier()
-        splits = load_splits(splits_path)
+        self.splits = splits
         if not 0 <= cfg.fold < len(splits):
             raise ConfigError(f"data.fold {cfg.fold}: splits.json has folds 0..{len(splits) - 1}")
         self.train_cases = [cases[i] for i in splits[cfg.fold]["train"]]
@@ -176,8 +183,6 @@ class Trainer:
         self.loss_fn = MarginalDiceCELoss()
         self.epoch, self.step, self.history = 0, 0, []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None, "metrics": {}}
-        if self.resume:
-            self._load(self.run / CHECKPOINT_LAST)
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
