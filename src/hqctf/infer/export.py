@@ -6,6 +6,7 @@ onnxruntime alone; ``state_dict`` is rebuilt from the JSON's MONAI class name an
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from pathlib import Path
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..atomic import atomic_path, write_atomic, write_json_atomic
+from ..atomic import atomic_path, output_folder, write_atomic, write_json_atomic
 from ..qpg import merge
 from ..train.config import GENERATED_MODES, ConfigError, TrainConfig
 from ..train.models import build_model, logits_of, network_features
@@ -24,6 +25,14 @@ from ..train.trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, resume_config
 EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
 MODEL_JSON = "hqctf-model.json"
 _FILES = {"torchscript": "model.ts", "onnx": "model.onnx", "state_dict": "model.pt"}
+
+
+def require_onnx(module: str, what: str) -> None:
+    """Raise a one-line `ConfigError` naming the ``onnx`` extra when ``module`` cannot be imported."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f'{what} needs {module}, which is not installed: pip install "hqctf[onnx]"') from None
 
 
 class LogitsOnly(nn.Module):
@@ -73,9 +82,16 @@ def export_run(run: str | Path, out_dir: str | Path, format: str = "torchscript"
     """
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"--format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if format == "onnx":
+        require_onnx("onnx", "--format onnx")
     net, config, labels = load_run(run, checkpoint)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_folder(out_dir) as out:
+        return _write_export(net, config, labels, run, out, format, checkpoint)
+
+
+def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], run: str | Path, out: Path,
+                  format: str, checkpoint: str) -> Path:
+    """Write the model file and ``hqctf-model.json`` of `export_run` into the existing folder ``out``."""
     n_out = max(labels, default=0) + 1
     example = torch.zeros(1, 1, *config.data.patch_size)
     wrapped = LogitsOnly(net).eval()

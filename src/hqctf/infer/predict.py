@@ -37,7 +37,7 @@ from ..data.structures import tg263_name
 from ..train.config import ConfigError
 from ..train.figures import axial_view, busiest_slice, overlay_png
 from ..train.validate import predict_volume
-from .export import MODEL_JSON, load_run, read_model_json
+from .export import MODEL_JSON, load_run, read_model_json, require_onnx
 
 
 class _OnnxNet(nn.Module):
@@ -45,6 +45,7 @@ class _OnnxNet(nn.Module):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
+        require_onnx("onnxruntime", f"{path}: predicting with an ONNX export")
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(str(path))
