@@ -54,7 +54,9 @@ class DataConfig:
     n_folds: int = _help("number of folds in splits.json", default=5)
     test_fraction: float = _help("share of patients held out as test set", default=0.2)
     max_cases: int | None = _help("use only the first N cases (quick runs)", default=None)
-    workers: int = _help("DataLoader worker processes", default=0)
+    workers: int | str = _help("DataLoader worker processes per training process, or auto: one per spare CPU core "
+                               "(of those this process may use, shared by the training processes), at most 4",
+                               default="auto")
 
 
 @dataclass
@@ -145,6 +147,8 @@ class TrainConfig:
                            ("validation.every", self.validation.every), ("data.samples_per_epoch", self.data.samples_per_epoch)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+        if self.data.workers != "auto" and not (isinstance(self.data.workers, int) and self.data.workers >= 0):
+            raise ConfigError(f"data.workers: expected auto or a number >= 0, got {self.data.workers!r}")
         if not 0.0 <= self.data.foreground_fraction <= 1.0:
             raise ConfigError(f"data.foreground_fraction must be in [0, 1], got {self.data.foreground_fraction}")
         return self
@@ -176,7 +180,13 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return _coerce(key, next(a for a in args if a is not type(None)), value)
+        *first, last = [a for a in args if a is not type(None)]
+        for hint in first:  # the first type that takes the value (int | str: 4 -> 4, auto -> "auto")
+            try:
+                return _coerce(key, hint, value)
+            except ConfigError:
+                pass
+        return _coerce(key, last, value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import math
+import os
 import random
 import resource
 import time
@@ -79,6 +80,15 @@ def _logger(run: Path, main: bool) -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
     return log
+
+
+def data_workers(setting: int | str, processes: int = 1) -> int:
+    """DataLoader workers per training process: ``setting`` itself, or for ``auto`` the CPU cores this process may
+    use (its affinity) shared by ``processes`` training processes, less one for each of them, at most 4."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cores // processes - 1))
 
 
 class Trainer:
@@ -204,7 +214,7 @@ class Trainer:
     def _loader(self) -> DataLoader:
         self.dataset.set_epoch(self.epoch)
         sampler = DistributedSampler(self.dataset, self.world.size, self.world.rank, shuffle=False) if self.world.size > 1 else None
-        return DataLoader(self.dataset, batch_size=self.batch, sampler=sampler, num_workers=self.config.data.workers,
+        return DataLoader(self.dataset, batch_size=self.batch, sampler=sampler, num_workers=data_workers(self.config.data.workers, self.world.size),
                           drop_last=False)
 
     def _train_step(self, batch: dict[str, Any]) -> float:
