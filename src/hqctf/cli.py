@@ -233,7 +233,7 @@ def _run_data(args: argparse.Namespace) -> int:
 
         source = _open(args, args.path)
         reports = inspect_source(source)
-        render(source, reports, Console())
+        render(source, reports, Console(width=None if sys.stdout.isatty() else 10_000))  # piped: never truncate
         return 2 if any(r.problems for r in reports) else 0
     if args.verb == "split":
         from .data.splits import make_splits, save_splits
