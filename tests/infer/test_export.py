@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,9 +39,15 @@ LOADERS = {
 
 
 @pytest.mark.parametrize("fmt", list(LOADERS))
-def test_export_runs_without_hqctf_and_matches_the_run(fmt, qpg_run, tmp_path):
+def test_export_runs_without_hqctf_and_matches_the_run(fmt, qpg_run, tmp_path, capsys):
     out = tmp_path / fmt
-    assert main(["export", str(qpg_run), "--format", fmt, "-o", str(out)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", str(qpg_run), "--format", fmt, "-o", str(out)]) == 0
+    assert not caught, [str(w.message) for w in caught]  # the known-harmless tracing warnings are silenced
+    printed = capsys.readouterr().out.split()
+    model = next(Path(word) for word in printed if Path(word).name.startswith("model."))
+    assert printed[0] == "wrote" and model.is_file() and model.parent == out and str(out / MODEL_JSON) in printed
     meta = json.loads((out / MODEL_JSON).read_text())
     assert meta["mode"] == "qpg" and meta["labels"]["1"] == "Brainstem" and meta["patch_size"] == [32, 32]
     # the run's own (wrapped, generator-driven) network on a fixed input

@@ -9,6 +9,9 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +75,7 @@ def _architecture(net: nn.Module, config: TrainConfig, out_channels: int) -> dic
 
 
 def export_run(run: str | Path, out_dir: str | Path, format: str = "torchscript", checkpoint: str = "best") -> Path:
-    """Write ``model.{ts,onnx,pt}`` and ``hqctf-model.json`` into ``out_dir``; returns the JSON's path.
+    """Write ``model.{ts,onnx,pt}`` and ``hqctf-model.json`` into ``out_dir``; returns the model file's path.
 
     Args:
         run: run folder written by ``hqctf train``.
@@ -89,6 +92,22 @@ def export_run(run: str | Path, out_dir: str | Path, format: str = "torchscript"
         return _write_export(net, config, labels, run, out, format, checkpoint)
 
 
+@contextmanager
+def _known_export_warnings_ignored() -> Iterator[None]:
+    """Silence the tracing warnings that do not apply to these networks: UNet's encoder/decoder shape check (sizes
+    are multiples of 16, so it always holds), instance norm using the input's statistics in eval mode (as it does
+    in PyTorch), ONNX constant folding skipping strided slices, and the deprecation notices of TorchScript and of
+    the TorchScript-based ONNX exporter that export uses (dynamo=False)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "ONNX export mode is set to TrainingMode.EVAL, but operator 'instance_norm'")
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1 can be constant folded")
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning, r"torch\.onnx")
+        yield
+
+
 def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], run: str | Path, out: Path,
                   format: str, checkpoint: str) -> Path:
     """Write the model file and ``hqctf-model.json`` of `export_run` into the existing folder ``out``."""
@@ -97,14 +116,14 @@ def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], r
     wrapped = LogitsOnly(net).eval()
     target = out / _FILES[format]
     if format == "torchscript":
-        with torch.no_grad():
+        with torch.no_grad(), _known_export_warnings_ignored():
             traced = torch.jit.trace(wrapped, example, check_trace=False)
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer)
         write_atomic(target, buffer.getvalue())
     elif format == "onnx":
         spatial = {i + 2: f"d{i}" for i in range(config.model.spatial_dims)}
-        with atomic_path(target, suffix=".onnx") as tmp, torch.no_grad():
+        with atomic_path(target, suffix=".onnx") as tmp, torch.no_grad(), _known_export_warnings_ignored():
             torch.onnx.export(wrapped, (example,), str(tmp), input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": {0: "batch", **spatial}, "logits": {0: "batch", **spatial}},
                               dynamo=False)
@@ -123,7 +142,7 @@ def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], r
         "spacing": list(config.data.preprocess.spacing) if config.data.preprocess.spacing else None,
     }
     write_json_atomic(out / MODEL_JSON, meta)
-    return out / MODEL_JSON
+    return target
 
 
 def read_model_json(path: str | Path) -> dict[str, Any]:
