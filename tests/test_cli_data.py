@@ -90,3 +90,11 @@ def test_split_groups_patients_and_is_deterministic(shared_data, tmp_path, capsy
         assert len(fold["train"]) + len(fold["val"]) + len(fold["test"]) == 24
     assert main(["data", "split", str(shared_data / "kits19_png"), "--folds", "9", "-o", str(tmp_path / "c.json")]) == 2
     assert "n_folds" in capsys.readouterr().err
+
+
+def test_inspect_piped_shows_full_names_in_natural_order(tiny_dataset, capsys):
+    assert main(["data", "inspect", str(tiny_dataset)]) == 0  # captured: stdout is not a terminal
+    out = capsys.readouterr().out
+    assert "…" not in out and "LeftParotid (cc)" in out
+    rows = [line.split()[1] for line in out.splitlines() if line.startswith("│")]
+    assert rows == ["pt_4", "pt_13", "pt_17", "pt_22", "pt_31", "pt_34"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 
@@ -159,21 +160,24 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         rows = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
                               rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint)
-        print(f"wrote {len({r['case'] for r in rows})} case(s) to {args.output}; volumes in {args.output}/volumes.csv")
+        print(f"wrote {len({r['case'] for r in rows})} case(s) to {args.output}; volumes in "
+              f"{Path(args.output) / 'volumes.csv'}")
         return 0
     if args.command == "export":
-        from .infer.export import export_run
+        from .infer.export import MODEL_JSON, export_run
 
-        out = args.output or f"{args.run}/export-{args.format}"
-        print(f"wrote {export_run(args.run, out, format=args.format, checkpoint=args.checkpoint)}")
+        out = args.output or Path(args.run) / f"export-{args.format}"
+        model = export_run(args.run, out, format=args.format, checkpoint=args.checkpoint)
+        print(f"wrote {model} and {model.parent / MODEL_JSON}")
         return 0
     if args.command == "evaluate":
-        from .train.evaluate import evaluate_run
+        from .train.evaluate import evaluate_run, mean_sd
 
         _, summary = evaluate_run(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint)
         mean = summary["mean"]
-        print(f"{args.run}: {args.split} ({mean['n']} cases) Dice {mean['dice_mean']:.4f} ± {mean['dice_sd']:.4f}, "
-              f"HD95 {mean['hd95_mean']:.2f} mm; tables in {args.run}/evaluation/{args.split}/")
+        print(f"{args.run}: {args.split} ({mean['n']} cases) Dice {mean_sd(mean['dice_mean'], mean['dice_sd'])}, "
+              f"HD95 {mean_sd(mean['hd95_mean'], mean['hd95_sd'], 2)} mm; tables in "
+              f"{Path(args.run) / 'evaluation' / args.split}")
         return 0
     if args.nproc > 1:
         return _relaunch(args, argv)
@@ -270,7 +274,7 @@ def _run_data(args: argparse.Namespace) -> int:
 
         source = _open(args, args.path)
         reports = inspect_source(source)
-        render(source, reports, Console())
+        render(source, reports, Console(width=None if sys.stdout.isatty() else 10_000))  # piped: never truncate
         return 2 if any(r.problems for r in reports) else 0
     if args.verb == "split":
         from .data.splits import make_splits, save_splits

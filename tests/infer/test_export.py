@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,9 +39,15 @@ LOADERS = {
 
 
 @pytest.mark.parametrize("fmt", list(LOADERS))
-def test_export_runs_without_hqctf_and_matches_the_run(fmt, qpg_run, tmp_path):
+def test_export_runs_without_hqctf_and_matches_the_run(fmt, qpg_run, tmp_path, capsys):
     out = tmp_path / fmt
-    assert main(["export", str(qpg_run), "--format", fmt, "-o", str(out)]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", str(qpg_run), "--format", fmt, "-o", str(out)]) == 0
+    assert not caught, [str(w.message) for w in caught]  # the known-harmless tracing warnings are silenced
+    printed = capsys.readouterr().out.split()
+    model = next(Path(word) for word in printed if Path(word).name.startswith("model."))
+    assert printed[0] == "wrote" and model.is_file() and model.parent == out and str(out / MODEL_JSON) in printed
     meta = json.loads((out / MODEL_JSON).read_text())
     assert meta["mode"] == "qpg" and meta["labels"]["1"] == "Brainstem" and meta["patch_size"] == [32, 32]
     # the run's own (wrapped, generator-driven) network on a fixed input
@@ -76,3 +84,19 @@ def test_merged_network_has_no_generators(qpg_run):
     net, config, labels = load_run(qpg_run)
     assert not any(".qpg." in name for name, _ in net.named_parameters())
     assert config.mode.name == "qpg" and labels[7] == "Mandible"
+
+
+def test_onnx_without_the_onnx_extra_is_one_line_and_exit_2(qpg_run, tiny_dataset, tmp_path, monkeypatch, capsys):
+    assert main(["export", str(qpg_run), "--format", "onnx", "-o", str(tmp_path / "onnx")]) == 0  # with the extra
+    capsys.readouterr()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # importing onnxruntime now fails
+    ct = tiny_dataset / "imagesTr" / "pt_4_0000.nii.gz"
+    assert main(["predict", str(tmp_path / "onnx"), "-i", str(ct), "-o", str(tmp_path / "pred"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"hqctf predict: error: {tmp_path / 'onnx' / 'model.onnx'}: predicting with an ONNX export needs "
+                   'onnxruntime, which is not installed: pip install "hqctf[onnx]"')
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert main(["export", str(qpg_run), "--format", "onnx", "-o", str(tmp_path / "onnx2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == 'hqctf export: error: --format onnx needs onnx, which is not installed: pip install "hqctf[onnx]"'
+    assert not (tmp_path / "pred").exists() and not (tmp_path / "onnx2").exists()

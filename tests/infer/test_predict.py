@@ -72,6 +72,34 @@ def test_refuses_output_inside_input_or_over_results(run, inputs, tmp_path, caps
     assert not list(out.glob(".*.tmp")) and not list(out.glob(".*nii.gz"))  # no partial files left
 
 
+def test_single_file_input_with_the_output_folder_beside_it(run, inputs, tmp_path, monkeypatch):
+    monkeypatch.chdir(inputs)  # the README form: hqctf predict RUN -i ct.nii.gz -o out/
+    assert main(["predict", str(run), "-i", "plain.nii.gz", "-o", "out/", "--no-progress"]) == 0
+    assert nib.load(inputs / "out" / "plain.nii.gz").shape == nib.load(inputs / "plain.nii.gz").shape
+    assert main(["predict", str(run), "-i", "plain.nii.gz", "-o", "plain.nii.gz", "--overwrite", "--no-progress"]) == 2
+
+
+def test_missing_input_is_reported_as_not_found(run, tmp_path, capsys):
+    missing = tmp_path / "ct.nii.gz"
+    assert main(["predict", str(run), "-i", str(missing), "-o", str(tmp_path / "out"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"hqctf predict: error: {missing}: not found"
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_input_leaves_no_output_folder(run, inputs, tmp_path, capsys):
+    (inputs / "zz_corrupt.nii.gz").write_bytes((inputs / "plain.nii.gz").read_bytes()[:3000])  # read last
+    out = tmp_path / "new" / "out"
+    assert main(["predict", str(run), "-i", str(inputs), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "zz_corrupt.nii.gz" in err and "corrupt" in err
+    assert not (tmp_path / "new").exists()  # the cases predicted before the failure went with the folder
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    assert main(["predict", str(run), "-i", str(inputs), "-o", str(existing), "--no-progress"]) == 2
+    assert existing.is_dir()  # a folder that existed before the command is kept
+
+
 def test_exported_model_predicts_like_the_run(run, inputs, tmp_path):
     assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "exp")]) == 0
     from hqctf.data.nifti_pairs import NiftiPairSource

@@ -1,12 +1,14 @@
 """Bundled example configs (``hqctf/configs``): they load, resolve by name or path, and train on the real data."""
 
 import json
+import warnings
 
 import pytest
+from torch.utils.data import DataLoader
 
 from hqctf.train.bundled import bundled_configs, bundled_dir, resolve_config_path
 from hqctf.train.config import ConfigError, TrainConfig, load_config
-from hqctf.train.trainer import train_run
+from hqctf.train.trainer import data_workers, train_run
 
 EXPECTED = ["ibsi-sarcoma-2d", "kits19-png-2d", "openkbp-2d", "openkbp-3d"]
 
@@ -31,6 +33,20 @@ def test_every_bundled_config_loads_and_checks(name):
     switched = load_config(resolve_config_path(name), ["mode.name=classical"] if config.mode.name != "classical"
                            else ["mode.name=qpg"])
     assert switched.mode.name != config.mode.name
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_bundled_workers_fit_this_machine(name):
+    """``workers: auto`` resolves from the usable CPU cores: the DataLoader does not warn about too many workers."""
+    workers = load_config(resolve_config_path(name)).data.workers
+    assert workers == "auto"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when num_workers exceeds the cores this process may use
+        batches = list(DataLoader(list(range(4)), batch_size=2, num_workers=data_workers(workers)))
+    assert len(batches) == 2
+    assert data_workers("auto", processes=64) == 0  # cores shared by many training processes: no workers
+    assert data_workers(3) == 3 and data_workers(0) == 0
+    assert load_config(resolve_config_path(name), ["data.workers=2"]).data.workers == 2
 
 
 def test_resolve_by_name_and_by_path(tmp_path, monkeypatch):

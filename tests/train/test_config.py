@@ -32,6 +32,8 @@ def test_yaml_overrides_and_round_trip(tmp_path):
         (["optim.epochs=0"], "optim.epochs must be >= 1"),
         (["mode.qpg.transform=cubic"], "unknown transform 'cubic'"),
         (["data.augment=maybe"], "data.augment: expected true or false"),
+        (["data.workers=many"], "data.workers: expected auto or a number >= 0, got 'many'"),
+        (["data.workers=-1"], "data.workers: expected auto or a number >= 0, got -1"),
     ],
 )
 def test_bad_values_fail_with_choices(overrides, message):

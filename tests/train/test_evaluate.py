@@ -26,7 +26,9 @@ def runs(tiny_dataset, tiny_overrides, tmp_path_factory):
 def test_evaluate_writes_per_case_and_summary_tables(runs, capsys):
     run = runs["qpg"]
     assert main(["evaluate", str(run), "--split", "test"]) == 0
-    assert "Dice" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test (1 cases) Dice" in out and "nan" not in out  # one case: no sd, not '± nan'
+    assert not any("nan" in str(v) for v in compare_runs([run], split="test")[0].values())
     folder = run / "evaluation" / "test"
     for name in ("per_case.csv", "per_case.md", "summary.csv", "summary.md"):
         assert (folder / name).is_file()

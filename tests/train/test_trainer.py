@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 
 import pytest
 import torch
@@ -97,6 +98,31 @@ def test_bad_config_fails_at_start(extra, message, tiny_dataset, tiny_overrides,
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "run").exists()  # nothing half-made left behind
+
+
+def test_failed_start_leaves_nothing_and_the_corrected_retry_runs(tiny_dataset, tiny_overrides, tmp_path, capsys):
+    broken = tmp_path / "Dataset901_NoJson"
+    shutil.copytree(tiny_dataset, broken)
+    (broken / "dataset.json").unlink()
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine")
+    for run in (tmp_path / "new" / "run", existing):
+        argv = ["train", "--no-progress"]
+        for item in tiny_overrides(broken, run, tmp_path / "cache", **{"optim.epochs": 1}):
+            argv += ["--set", item]
+        config = tmp_path / "c.yaml"
+        config.write_text("")
+        assert main([*argv[:1], str(config), *argv[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(broken) in err and "cannot tell the format" in err
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in existing.iterdir()] == ["notes.txt"]  # a folder that existed keeps exactly its files
+    shutil.copy(tiny_dataset / "dataset.json", broken)
+    train_run(load_config(None, tiny_overrides(broken, existing, tmp_path / "cache", **{"optim.epochs": 1})),
+              progress=False)
+    assert (existing / "last.pt").is_file() and (existing / "notes.txt").read_text() == "mine"
 
 
 def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path):
@@ -154,3 +180,16 @@ def test_spectra_are_saved_at_the_start_and_each_validation(tiny_dataset, tiny_o
             weight = weight.transpose(0, 1)
         expected = torch.linalg.svdvals(weight.reshape(weight.shape[0], -1))
         assert len(series) == 3 and series[-1] == pytest.approx(expected.tolist(), rel=1e-5, abs=1e-5)
+
+
+def test_resume_of_a_copied_run_writes_into_the_copy(tiny_dataset, tiny_overrides, tmp_path):
+    original, copy = tmp_path / "original", tmp_path / "copy"
+    train_run(load_config(None, tiny_overrides(tiny_dataset, original, tmp_path / "cache", **{"optim.epochs": 1})),
+              progress=False)
+    shutil.copytree(original, copy)
+    before = {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()}
+    copied_log = (copy / "train.log").read_bytes()
+    assert main(["train", "--resume", str(copy), "--no-progress"]) == 0
+    assert {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()} == before
+    assert (copy / "train.log").read_bytes().startswith(copied_log) and b"resumed from" in (copy / "train.log").read_bytes()
+    assert str(copy) in (copy / "train.log").read_text()

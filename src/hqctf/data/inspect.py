@@ -10,7 +10,7 @@ from rich.progress import track
 from rich.table import Table
 
 from .errors import DataError
-from .source import Source
+from .source import Source, natural_key
 
 
 @dataclass
@@ -34,9 +34,9 @@ def _warnings(case) -> list[str]:
 
 
 def inspect_source(source: Source, progress: bool = True) -> list[CaseReport]:
-    """Read every case, collecting problems instead of stopping at the first one."""
+    """Read every case (in natural order: pt_2 before pt_10), collecting problems instead of stopping at the first."""
     reports = []
-    ids = source.case_ids()
+    ids = sorted(source.case_ids(), key=natural_key)
     for case_id in track(ids, description="inspecting", disable=not progress, transient=True):
         report = CaseReport(case_id)
         try:

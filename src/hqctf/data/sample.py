@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import zlib
 from collections.abc import Sequence
 from importlib.resources import files
@@ -15,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import DataError
+from .source import natural_key
 
 SAMPLE_NAME = "Dataset001_OpenKBPOAR"
 #: Soft-tissue window in HU used for head-and-neck CT (level 40, width 400).
@@ -41,10 +41,6 @@ def read_labels(dataset_dir: str | Path) -> list[str]:
     return [by_value[i] for i in range(len(by_value))]
 
 
-def _natural_key(name: str) -> list[int | str]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
 def list_cases(dataset_dir: str | Path) -> list[str]:
     """Case identifiers that have an image in ``imagesTr`` (``pt_4_0000.nii.gz`` -> ``pt_4``), naturally sorted."""
     if not Path(dataset_dir).is_dir():
@@ -55,7 +51,7 @@ def list_cases(dataset_dir: str | Path) -> list[str]:
     cases = [p.name.removesuffix("_0000.nii.gz") for p in folder.glob("*_0000.nii.gz")]
     if not cases:
         raise DataError(f"{folder}: no *_0000.nii.gz images")
-    return sorted(cases, key=_natural_key)
+    return sorted(cases, key=natural_key)
 
 
 def _read_volume(path: Path) -> np.ndarray:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
 from .case import Case
+
+
+def natural_key(name: str) -> list[int | str]:
+    """Sort key ordering the numbers inside names by value: pt_1, pt_2, ..., pt_10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 class Source(ABC):

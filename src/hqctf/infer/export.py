@@ -6,8 +6,12 @@ onnxruntime alone; ``state_dict`` is rebuilt from the JSON's MONAI class name an
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..atomic import atomic_path, write_atomic, write_json_atomic
+from ..atomic import atomic_path, output_folder, write_atomic, write_json_atomic
 from ..qpg import merge
 from ..train.config import GENERATED_MODES, ConfigError, TrainConfig
 from ..train.models import build_model, logits_of, network_features
@@ -24,6 +28,14 @@ from ..train.trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, resume_config
 EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
 MODEL_JSON = "hqctf-model.json"
 _FILES = {"torchscript": "model.ts", "onnx": "model.onnx", "state_dict": "model.pt"}
+
+
+def require_onnx(module: str, what: str) -> None:
+    """Raise a one-line `ConfigError` naming the ``onnx`` extra when ``module`` cannot be imported."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f'{what} needs {module}, which is not installed: pip install "hqctf[onnx]"') from None
 
 
 class LogitsOnly(nn.Module):
@@ -63,7 +75,7 @@ def _architecture(net: nn.Module, config: TrainConfig, out_channels: int) -> dic
 
 
 def export_run(run: str | Path, out_dir: str | Path, format: str = "torchscript", checkpoint: str = "best") -> Path:
-    """Write ``model.{ts,onnx,pt}`` and ``hqctf-model.json`` into ``out_dir``; returns the JSON's path.
+    """Write ``model.{ts,onnx,pt}`` and ``hqctf-model.json`` into ``out_dir``; returns the model file's path.
 
     Args:
         run: run folder written by ``hqctf train``.
@@ -73,22 +85,45 @@ def export_run(run: str | Path, out_dir: str | Path, format: str = "torchscript"
     """
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"--format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if format == "onnx":
+        require_onnx("onnx", "--format onnx")
     net, config, labels = load_run(run, checkpoint)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_folder(out_dir) as out:
+        return _write_export(net, config, labels, run, out, format, checkpoint)
+
+
+@contextmanager
+def _known_export_warnings_ignored() -> Iterator[None]:
+    """Silence the tracing warnings that do not apply to these networks: UNet's encoder/decoder shape check (sizes
+    are multiples of 16, so it always holds), instance norm using the input's statistics in eval mode (as it does
+    in PyTorch), ONNX constant folding skipping strided slices, and the deprecation notices of TorchScript and of
+    the TorchScript-based ONNX exporter that export uses (dynamo=False)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", "ONNX export mode is set to TrainingMode.EVAL, but operator 'instance_norm'")
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1 can be constant folded")
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning, r"torch\.onnx")
+        yield
+
+
+def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], run: str | Path, out: Path,
+                  format: str, checkpoint: str) -> Path:
+    """Write the model file and ``hqctf-model.json`` of `export_run` into the existing folder ``out``."""
     n_out = max(labels, default=0) + 1
     example = torch.zeros(1, 1, *config.data.patch_size)
     wrapped = LogitsOnly(net).eval()
     target = out / _FILES[format]
     if format == "torchscript":
-        with torch.no_grad():
+        with torch.no_grad(), _known_export_warnings_ignored():
             traced = torch.jit.trace(wrapped, example, check_trace=False)
-        buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
+            buffer = io.BytesIO()
+            torch.jit.save(traced, buffer)
         write_atomic(target, buffer.getvalue())
     elif format == "onnx":
         spatial = {i + 2: f"d{i}" for i in range(config.model.spatial_dims)}
-        with atomic_path(target, suffix=".onnx") as tmp, torch.no_grad():
+        with atomic_path(target, suffix=".onnx") as tmp, torch.no_grad(), _known_export_warnings_ignored():
             torch.onnx.export(wrapped, (example,), str(tmp), input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": {0: "batch", **spatial}, "logits": {0: "batch", **spatial}},
                               dynamo=False)
@@ -107,7 +142,7 @@ def export_run(run: str | Path, out_dir: str | Path, format: str = "torchscript"
         "spacing": list(config.data.preprocess.spacing) if config.data.preprocess.spacing else None,
     }
     write_json_atomic(out / MODEL_JSON, meta)
-    return out / MODEL_JSON
+    return target
 
 
 def read_model_json(path: str | Path) -> dict[str, Any]:

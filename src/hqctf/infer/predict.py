@@ -23,7 +23,7 @@ from monai.transforms import SpatialResample
 from rich.progress import track
 from torch import nn
 
-from ..atomic import write_atomic
+from ..atomic import output_folder, write_atomic
 from ..data.case import Case
 from ..data.dicom import DicomSource
 from ..data.errors import DataError
@@ -37,7 +37,7 @@ from ..data.structures import tg263_name
 from ..train.config import ConfigError
 from ..train.figures import axial_view, busiest_slice, overlay_png
 from ..train.validate import predict_volume
-from .export import MODEL_JSON, load_run, read_model_json
+from .export import MODEL_JSON, load_run, read_model_json, require_onnx
 
 
 class _OnnxNet(nn.Module):
@@ -45,6 +45,7 @@ class _OnnxNet(nn.Module):
 
     def __init__(self, path: Path) -> None:
         super().__init__()
+        require_onnx("onnxruntime", f"{path}: predicting with an ONNX export")
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(str(path))
@@ -138,10 +139,11 @@ def open_input(path: str | Path) -> Source:
 
 
 def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
+    if not inputs.exists():
+        raise DataError(f"{inputs}: not found")
     out, inputs = out.resolve(), inputs.resolve()
-    base = inputs if inputs.is_dir() else inputs.parent
-    if out == base or base in out.parents:
-        raise DataError(f"{out}: output folder is inside the input {base}; choose another -o")
+    if out == inputs or inputs in out.parents:  # a file input is only itself: out/ beside ct.nii.gz is fine
+        raise DataError(f"{out}: output folder is inside the input {inputs}; choose another -o")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DataError(f"{out}: output folder already holds files; use --overwrite to replace them")
 
@@ -157,7 +159,12 @@ def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, o
     _check_output(out, inputs, overwrite)
     segmenter = Segmenter.load(model, checkpoint)
     source = open_input(inputs)
-    out.mkdir(parents=True, exist_ok=True)
+    with output_folder(out):
+        return _predict_cases(segmenter, source, out, rtstruct, progress)
+
+
+def _predict_cases(segmenter: Segmenter, source: Source, out: Path, rtstruct: bool, progress: bool) -> list[dict[str, Any]]:
+    """Predict and write every case of ``source`` into ``out``, then ``volumes.csv`` and ``predict.log``."""
     log_lines: list[str] = []
     rows: list[dict[str, Any]] = []
     names = segmenter.labels

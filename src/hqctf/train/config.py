@@ -60,7 +60,9 @@ class DataConfig:
     train_cases: int | None = help_field("train on N of the fold's training cases: the first N of a fixed shuffle, so "
                                     "a smaller N is a subset of a larger one, whatever the seed; None: all",
                                     default=None)
-    workers: int = help_field("DataLoader worker processes", default=0)
+    workers: int | str = help_field("DataLoader worker processes per training process, or auto: one per spare CPU core "
+                               "(of those this process may use, shared by the training processes), at most 4",
+                               default="auto")
 
 
 @dataclass
@@ -157,6 +159,8 @@ class TrainConfig:
                                                         ("data.train_cases", self.data.train_cases)) if v is not None)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
+        if self.data.workers != "auto" and not (isinstance(self.data.workers, int) and self.data.workers >= 0):
+            raise ConfigError(f"data.workers: expected auto or a number >= 0, got {self.data.workers!r}")
         if not 0.0 <= self.data.foreground_fraction <= 1.0:
             raise ConfigError(f"data.foreground_fraction must be in [0, 1], got {self.data.foreground_fraction}")
         return self
@@ -188,7 +192,13 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        return _coerce(key, next(a for a in args if a is not type(None)), value)
+        *first, last = [a for a in args if a is not type(None)]
+        for hint in first:  # the first type that takes the value (int | str: 4 -> 4, auto -> "auto")
+            try:
+                return _coerce(key, hint, value)
+            except ConfigError:
+                pass
+        return _coerce(key, last, value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ def _rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def mean_sd(mean: float, sd: float, digits: int = 4) -> str:
+    """``mean ± sd``; just the mean where the sd is undefined (one case), '—' where nothing was scored."""
+    if math.isnan(mean):
+        return "—"
+    return f"{mean:.{digits}f}" if math.isnan(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -132,7 +140,7 @@ def compare_runs(runs: Sequence[str | Path], split: str = "test") -> list[dict[s
             mean = next(r for r in csv.DictReader(table.open()) if r["structure"] == "mean")
             row["source"] = f"{split} ({mean['n']} cases)"
             for metric in METRICS:
-                row[metric] = f"{float(mean[f'{metric}_mean']):.4f} ± {float(mean[f'{metric}_sd']):.4f}"
+                row[metric] = mean_sd(float(mean[f"{metric}_mean"]), float(mean[f"{metric}_sd"]))
         else:
             row["source"] = f"best validation (epoch {info['best_epoch']})"
             for metric in METRICS:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45")
 
@@ -100,6 +101,8 @@ def run_curves_png(history: Sequence[Mapping[str, float]], metric: str = "dice")
             right.plot(x, y, color=COLOURS[(4 + i) % len(COLOURS)], marker="o", markersize=3, label=name,
                        linewidth=2.2 if name == metric else 1.2)
     right.set_xlabel("epoch")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     right.set_ylabel("validation (mean over cases)")
     right.set_ylim(0, 1)
     right.grid(alpha=0.3)

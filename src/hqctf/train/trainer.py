@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import math
+import os
 import random
 import resource
 import time
@@ -41,7 +42,8 @@ from .schedule import WarmupSchedule
 from .validate import summarise, validate_cases
 
 LOWER_IS_BETTER = ("hd95", "loss")
-CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST, SPECTRA = "config.yaml", "last.pt", "best.pt", "spectra.json"
+CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST, SPLITS_FILE = "config.yaml", "last.pt", "best.pt", "splits.json"
+SPECTRA = "spectra.json"
 #: seed of the shuffle from which ``data.train_cases`` takes its first N cases (fixed: subsets nest across seeds)
 SUBSET_SEED = 0
 
@@ -111,6 +113,15 @@ def split_cases(config: TrainConfig, cases: list[Case]) -> list[dict[str, list[s
         raise ConfigError(f"data.n_folds / data.test_fraction: {exc} ({len(cases)} cases)") from None
 
 
+def data_workers(setting: int | str, processes: int = 1) -> int:
+    """DataLoader workers per training process: ``setting`` itself, or for ``auto`` the CPU cores this process may
+    use (its affinity) shared by ``processes`` training processes, less one for each of them, at most 4."""
+    if setting != "auto":
+        return int(setting)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(4, cores // processes - 1))
+
+
 class Trainer:
     """Prepares data, model and optimiser for a config, then trains, validates and writes the run folder.
 
@@ -127,23 +138,30 @@ class Trainer:
         self.config, self.resume, self.show_progress = config, resume, progress
         self.world: World = setup(config.device)
         self.run = Path(config.out)
-        self._prepare_folder()
-        self.log = _logger(self.run, self.world.main)
+        self._check_folder()
         _seed_everything(config.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
         self._prepare_data()
         self._prepare_model()
+        self._prepare_folder()  # only now, with data and model ready: a failed start leaves no run folder
+        self.log = _logger(self.run, self.world.main)
+        if resume:
+            self._load(self.run / CHECKPOINT_LAST)
 
     # -- set-up ---------------------------------------------------------------------------------------------
-    def _prepare_folder(self) -> None:
+    def _check_folder(self) -> None:
         last = self.run / CHECKPOINT_LAST
         if self.resume and not last.is_file():
             raise ConfigError(f"{self.run}: no {CHECKPOINT_LAST} to resume from")
         if not self.resume and last.is_file():
             raise ConfigError(f"{self.run}: run folder already holds a run; use --resume or another --set out=...")
+
+    def _prepare_folder(self) -> None:
         if self.world.main:
             self.run.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run / CONFIG_FILE, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            if not (self.run / SPLITS_FILE).is_file():
+                save_splits(self.run / SPLITS_FILE, self.splits)
         self.world.barrier()
 
     def _prepare_data(self) -> None:
@@ -155,11 +173,10 @@ class Trainer:
             cache.build(ids, progress=self.show_progress)
         self.world.barrier()
         cases = {case_id: cache.get(case_id) for case_id in ids}
-        splits_path = self.run / "splits.json"
-        if self.world.main and not splits_path.is_file():
-            save_splits(splits_path, split_cases(self.config, list(cases.values())))
-        self.world.barrier()
-        splits = load_splits(splits_path)
+        splits_path = self.run / SPLITS_FILE
+        # the same in every process: a function of the case ids, patients and split seed
+        splits = load_splits(splits_path) if splits_path.is_file() else split_cases(self.config, list(cases.values()))
+        self.splits = splits
         if not 0 <= cfg.fold < len(splits):
             raise ConfigError(f"data.fold {cfg.fold}: splits.json has folds 0..{len(splits) - 1}")
         train_ids = splits[cfg.fold]["train"]
@@ -202,8 +219,6 @@ class Trainer:
         self.loss_fn = MarginalDiceCELoss()
         self.epoch, self.step, self.history = 0, 0, []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": None, "metrics": {}}
-        if self.resume:
-            self._load(self.run / CHECKPOINT_LAST)
 
     # -- checkpoints --------------------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -225,7 +240,7 @@ class Trainer:
     def _loader(self) -> DataLoader:
         self.dataset.set_epoch(self.epoch)
         sampler = DistributedSampler(self.dataset, self.world.size, self.world.rank, shuffle=False) if self.world.size > 1 else None
-        return DataLoader(self.dataset, batch_size=self.batch, sampler=sampler, num_workers=self.config.data.workers,
+        return DataLoader(self.dataset, batch_size=self.batch, sampler=sampler, num_workers=data_workers(self.config.data.workers, self.world.size),
                           drop_last=False)
 
     def _train_step(self, batch: dict[str, Any]) -> float:
@@ -397,11 +412,12 @@ def train_run(config: TrainConfig, resume: bool = False, progress: bool = True) 
 
 
 def resume_config(run: str | Path) -> TrainConfig:
-    """The resolved config saved in a run folder."""
+    """The resolved config saved in a run folder, its ``out`` set to that folder (the stored absolute ``out`` is
+    where the run was first trained, another folder once the run is copied or moved)."""
     path = Path(run) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{path}: not found; is {run} a run folder?")
-    return load_config(path)
+    return replace(load_config(path), out=str(Path(run).absolute()))
 
 
 def read_summary(run: str | Path) -> dict[str, Any]:
