@@ -90,6 +90,9 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (not inside INPUT)")
     predict.add_argument("--overwrite", action="store_true", help="replace results already in OUTDIR")
     predict.add_argument("--no-rtstruct", action="store_true", help="DICOM input: skip the RTSTRUCT")
+    predict.add_argument("--holes", default="keyhole", choices=("keyhole", "nested"),
+                         help="RTSTRUCT holes: joined to their region's contour by a cut, read alike by every "
+                         "reader, or as contours of their own, for even-odd readers only (default: %(default)s)")
     predict.add_argument("--checkpoint", default="best", choices=("best", "last"), help="run folders: (default: %(default)s)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -121,7 +124,8 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from .infer.predict import predict_folder
 
         rows = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
-                              rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint)
+                              rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint,
+                              holes=args.holes)
         print(f"wrote {len({r['case'] for r in rows})} case(s) to {args.output}; volumes in {args.output}/volumes.csv")
         return 0
     if args.command == "export":

@@ -13,7 +13,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -147,8 +147,10 @@ def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
 
 
 def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, overwrite: bool = False,
-                   rtstruct: bool = True, progress: bool = True, checkpoint: str = "best") -> list[dict[str, Any]]:
+                   rtstruct: bool = True, progress: bool = True, checkpoint: str = "best",
+                   holes: Literal["keyhole", "nested"] = "keyhole") -> list[dict[str, Any]]:
     """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure, cc).
+    ``holes``: how the RTSTRUCT writes holes (see `write_rtstruct`).
 
     Raises:
         DataError: bad input (named file, one line) or an output folder inside the input / holding results.
@@ -181,7 +183,7 @@ def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, o
 
             ct_files = [p for p in source.files(case_id) if p not in case.sources[1:]]  # without the RTSTRUCT/SEG
             roi_names = {v: tg263_name(n) for v, n in names.items()}
-            empty = write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm")
+            empty = write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm", holes=holes)
             for name in empty:
                 log_lines.append(f"{case_id}: RTSTRUCT ROI {name} has no contour (empty prediction; still a valid "
                                  "RTSTRUCT)")
