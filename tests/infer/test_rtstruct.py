@@ -162,6 +162,18 @@ def test_plastimatch_gets_the_label_back(written: Written, plastimatch_masks, xo
             np.testing.assert_array_equal(masks[name], written.label == value, err_msg=name)
 
 
+def test_dciodvfy_finds_no_error_of_its_own(written: Written, dicom_valid) -> None:
+    dicom_valid(written.path, written.ct_files[0])  # the CT's own errors (a 17-character StudyID) are copied
+
+
+def test_dciodvfy_finds_a_missing_mandatory_attribute(written: Written, dicom_valid, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(written.path)
+    del ds.StructureSetLabel, ds.StructureSetROISequence[0].ROIName
+    ds.save_as(tmp_path / "RS_broken.dcm")
+    with pytest.raises(AssertionError, match="Structure Set Label|StructureSetLabel"):
+        dicom_valid(tmp_path / "RS_broken.dcm", written.ct_files[0])
+
+
 @pytest.mark.parametrize("path", MANDATORY)
 def test_mandatory_attributes(ds: Dataset, path: str) -> None:
     items = _items(ds, path)
@@ -235,10 +247,11 @@ def test_empty_structure_is_listed_and_returned(written: Written, ds: Dataset) -
     assert "ContourSequence" not in rois[4] and all("ContourSequence" in rois[v] for v in FILLED)
 
 
-def test_colour_and_type_overrides(written: Written, tmp_path: Path) -> None:
+def test_colour_and_type_overrides(written: Written, tmp_path: Path, dicom_valid) -> None:
     out = tmp_path / "RS.dcm"
     write_rtstruct(written.label, written.ct_files, NAMES, out, series_description="second opinion",
                    colours={2: (1, 2, 3)}, interpreted_types={1: "CTV", 4: "AVOIDANCE"})
+    dicom_valid(out, written.ct_files[0])
     ds = pydicom.dcmread(out)
     assert ds.SeriesDescription == "second opinion"
     assert list(ds.ROIContourSequence[1].ROIDisplayColor) == [1, 2, 3]
@@ -289,7 +302,7 @@ def test_failed_write_leaves_no_file(written: Written, out_dir: Path, monkeypatc
     assert list(out_dir.iterdir()) == []
 
 
-def test_contours_longer_than_64_kib_stay_numbers(written: Written, out_dir: Path) -> None:
+def test_contours_longer_than_64_kib_stay_numbers(written: Written, out_dir: Path, dicom_valid) -> None:
     """A contour whose Contour Data needs more than 65,534 bytes (a serpentine with ~9,000 points) is still read
     as numbers by pydicom and rt-utils: explicit VR would have to fall back to UN there, so hqctf writes implicit VR."""
     from rt_utils import RTStructBuilder
@@ -303,7 +316,8 @@ def test_contours_longer_than_64_kib_stay_numbers(written: Written, out_dir: Pat
         plane[top, 5:131][rng.random(126) < 0.5] = 0  # ... with random notches along both edges
         plane[top + 2, 5:131][rng.random(126) < 0.5] = 0
     path = out_dir / "RS_long.dcm"
-    write_rtstruct(label, written.ct_files, {1: "GTV_Mass"}, path)
+    write_rtstruct(label, written.ct_files, {1: "GTV_Mass"}, path, holes=written.holes)
+    dicom_valid(path, written.ct_files[0])
     ds = pydicom.dcmread(path)
     contours = ds.ROIContourSequence[0].ContourSequence
     longest = max(contours, key=lambda c: int(c.NumberOfContourPoints))
