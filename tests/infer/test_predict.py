@@ -101,7 +101,8 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     series = tmp_path / "STS_019"
     shutil.copytree(shared_data / "ibsi_dicom" / "STS_019" / "CT" / "image", series)  # CT only, no RTSTRUCT
     out = tmp_path / "out"
-    assert main(["predict", str(run), "-i", str(series), "-o", str(out), "--no-progress", "--holes", holes]) == 0
+    assert main(["predict", str(run), "-i", str(series), "-o", str(out), "--no-progress", "--holes", holes,
+                 *(["--seg"] if holes == "keyhole" else [])]) == 0
     dicom_valid(out / "STS_019_RTSTRUCT.dcm", next(series.iterdir()))
     rs = pydicom.dcmread(out / "STS_019_RTSTRUCT.dcm")
     ct = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True)
@@ -124,6 +125,14 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     for name in filled:
         for masks in plastimatch:
             np.testing.assert_array_equal(masks[name], predicted == {n: v for v, n in names.items()}[name], name)
+    if holes == "keyhole":  # the DICOM-SEG reads back to the NIfTI too
+        dicom_valid(out / "STS_019_SEG.dcm", next(series.iterdir()))
+        with_seg = tmp_path / "with_seg"
+        shutil.copytree(series, with_seg / "image")
+        shutil.copy(out / "STS_019_SEG.dcm", with_seg)
+        segments = {v: n for v, n in names.items() if n in filled}
+        np.testing.assert_array_equal(DicomSource(with_seg, labels=segments).read("with_seg").label,
+                                      np.where(np.isin(predicted, list(segments)), predicted, 0))
     log = (out / "predict.log").read_text()
     dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())  # noqa: E731
     scored = 0
