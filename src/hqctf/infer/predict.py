@@ -13,7 +13,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -149,8 +149,10 @@ def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
 
 
 def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, overwrite: bool = False,
-                   rtstruct: bool = True, progress: bool = True, checkpoint: str = "best") -> list[dict[str, Any]]:
+                   rtstruct: bool = True, progress: bool = True, checkpoint: str = "best",
+                   holes: Literal["keyhole", "nested"] = "keyhole", seg: bool = False) -> list[dict[str, Any]]:
     """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure, cc).
+    ``holes``: how the RTSTRUCT writes holes (see `write_rtstruct`); ``seg``: DICOM input also gets a DICOM-SEG.
 
     Raises:
         DataError: bad input (named file, one line) or an output folder inside the input / holding results.
@@ -183,15 +185,18 @@ def _predict_cases(segmenter: Segmenter, source: Source, out: Path, rtstruct: bo
             rows.append({"case": case_id, "structure": name, "volume_cc": round(float(counts[value]) * voxel_cc, 3)})
             if counts[value] == 0:
                 log_lines.append(f"{case_id}: {name} empty (no voxel predicted)")
-        if rtstruct and isinstance(source, DicomSource):
+        if isinstance(source, DicomSource) and (rtstruct or seg):
             from .rtstruct import write_rtstruct
+            from .seg import write_seg
 
             ct_files = [p for p in source.files(case_id) if p not in case.sources[1:]]  # without the RTSTRUCT/SEG
             roi_names = {v: tg263_name(n) for v, n in names.items()}
-            empty = write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm")
-            for name in empty:
+            for name in write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm",
+                                       holes=holes) if rtstruct else []:
                 log_lines.append(f"{case_id}: RTSTRUCT ROI {name} has no contour (empty prediction; still a valid "
                                  "RTSTRUCT)")
+            for name in write_seg(label, ct_files, roi_names, out / f"{case_id}_SEG.dcm") if seg else []:
+                log_lines.append(f"{case_id}: DICOM-SEG leaves out segment {name} (empty prediction)")
         if label.any():
             z = busiest_slice(label)
             hu = np.clip(np.asarray(case.image if grid is None else nib.load(case.sources[0]).get_fdata()), -160, 240)

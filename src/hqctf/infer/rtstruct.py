@@ -1,8 +1,11 @@
 """`write_rtstruct`: a predicted label map on a CT series' grid as a DICOM RT Structure Set for planning systems.
 
 Each structure is contoured slice by slice between voxel centres (contourpy, at `CONTOUR_LEVEL`), so rasterising
-the contours with voxel-centre inclusion and the even-odd rule (as `hqctf.data.dicom` and most planning systems
-do) gives the mask back; every outer boundary and every hole is one CLOSED_PLANAR contour.
+the contours with voxel-centre inclusion gives the mask back. Holes are written as keyholes by default: each
+connected region is one CLOSED_PLANAR contour, its holes joined to the outer boundary by zero-width cuts, which
+readers that OR contours (plastimatch's default, planning systems that union them) and readers that XOR them
+(even-odd, as `hqctf.data.dicom`) fill alike. ``holes="nested"`` writes every hole as a contour of its own instead,
+right only for even-odd readers.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import datetime
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, get_args
 
 import contourpy
 import numpy as np
@@ -31,6 +35,9 @@ STUDY_REFERENCE_CLASS = "1.2.840.10008.3.1.2.3.1"
 #: boundary included (OpenCV ``fillPoly``, as in rt-utils) get the mask back too; at 0.5 they get up to one voxel
 #: layer more. The enclosed area shrinks by 0.01 voxel per boundary voxel.
 CONTOUR_LEVEL = 0.51
+#: How holes are written: joined to their region's outer boundary by a cut, or as contours of their own.
+Holes = Literal["keyhole", "nested"]
+HOLES: tuple[str, ...] = get_args(Holes)
 #: Contour coordinates are written in mm with this many decimals.
 CONTOUR_DECIMALS = 3
 #: Longest value of the DS (decimal string) VR.
@@ -61,6 +68,7 @@ def write_rtstruct(
     series_description: str = "hqctf prediction",
     colours: dict[int, tuple[int, int, int]] | None = None,
     interpreted_types: dict[int, str] | None = None,
+    holes: Holes = "keyhole",
 ) -> list[str]:
     """Write ``label`` as an RTSTRUCT referencing the CT series ``ct_files``; returns the names of empty structures.
 
@@ -75,11 +83,15 @@ def write_rtstruct(
         colours: label value -> ROI display colour (RGB, 0..255); the others come from `PALETTE`.
         interpreted_types: label value -> RT ROI Interpreted Type; the others are GTV/CTV/PTV when the name starts
             with that (case-insensitive), else ORGAN.
+        holes: ``keyhole``: one contour per connected region, each hole joined to it by a cut (read alike by
+            every reader); ``nested``: outer boundaries and holes as separate contours (for even-odd readers).
 
     Raises:
         ValueError: the CT files are unreadable or not one regular CT series, the label does not match the series'
             shape, or the structures are inconsistent with the label.
     """
+    if holes not in HOLES:
+        raise ValueError(f"holes must be one of {HOLES}, not {holes!r}")
     slices, lps, headers = _read_series(ct_files)
     rows, columns = slices[0].size
     _check_label(label, structures, (columns, rows, len(slices)))
@@ -91,7 +103,7 @@ def write_rtstruct(
     for value, name in sorted(structures.items()):
         colour = colours.get(value, PALETTE[(value - 1) % len(PALETTE)])
         kind = interpreted_types.get(value) or next((t for t in TARGET_TYPES if name.upper().startswith(t)), "ORGAN")
-        rois.append((value, name, colour, kind, _contours(label == value, slices, lps, headers)))
+        rois.append((value, name, colour, kind, _contours(label == value, slices, lps, headers, holes)))
     ds = _dataset(headers[slices[0].path], slices, headers, rois, series_description)
     with atomic_path(out_path) as tmp:
         pydicom.dcmwrite(tmp, ds, enforce_file_format=True)
@@ -138,12 +150,13 @@ def _check_label(label: np.ndarray, structures: dict[int, str], shape: tuple[int
         raise ValueError(f"label values {stray} are not in structures {sorted(structures)}")
 
 
-def _contours(mask: np.ndarray, slices: list[Slice], lps: np.ndarray, headers: dict[Path, Dataset]) -> list[Dataset]:
-    """CLOSED_PLANAR contour items (LPS mm) of a (X, Y, Z) mask, one per boundary on each slice."""
+def _contours(mask: np.ndarray, slices: list[Slice], lps: np.ndarray, headers: dict[Path, Dataset],
+              holes: str) -> list[Dataset]:
+    """CLOSED_PLANAR contour items (LPS mm) of a (X, Y, Z) mask, slice by slice (see `_polygons`)."""
     items = []
     for k in np.flatnonzero(mask.any(axis=(0, 1))):
         origin = np.array(slices[k].position)
-        for polygon in _polygons(mask[:, :, k]):
+        for polygon in _polygons(mask[:, :, k], holes):
             image = _item(ReferencedSOPClassUID=headers[slices[k].path].SOPClassUID,
                           ReferencedSOPInstanceUID=slices[k].sop_uid)
             items.append(_item(ContourImageSequence=[image], ContourGeometricType="CLOSED_PLANAR",
@@ -152,13 +165,60 @@ def _contours(mask: np.ndarray, slices: list[Slice], lps: np.ndarray, headers: d
     return items
 
 
-def _polygons(mask: np.ndarray) -> list[np.ndarray]:
-    """Boundaries (outer and holes) of a (X, Y) mask as (N, 2) voxel coordinates, between voxel centres."""
+def _polygons(mask: np.ndarray, holes: str) -> list[np.ndarray]:
+    """Closed polygons ((N, 2) voxel coordinates, between voxel centres) of a (X, Y) mask: per connected region its
+    outer boundary (counter-clockwise) with the holes (clockwise) keyholed into it, or apart when ``nested``."""
     xs, ys = np.nonzero(mask)
     crop = np.pad(mask[xs.min() : xs.max() + 1, ys.min() : ys.max() + 1], 1).astype(np.float64)
-    lines = contourpy.contour_generator(z=crop.T, line_type=contourpy.LineType.Separate).lines(CONTOUR_LEVEL)
+    generator = contourpy.contour_generator(z=crop.T, fill_type=contourpy.FillType.OuterOffset)
     offset = np.array([xs.min() - 1, ys.min() - 1], dtype=np.float64)
-    return [_corners(line[:-1]) + offset for line in lines]  # closed lines repeat their first point
+    polygons = []
+    for points, starts in zip(*generator.filled(CONTOUR_LEVEL, np.inf)):
+        # each ring repeats its first point at its end
+        outer, *inner = [_corners(points[a : b - 1]) + offset for a, b in zip(starts[:-1], starts[1:])]
+        polygons += [outer, *inner] if holes == "nested" else [_keyhole(outer, inner)]
+    return polygons
+
+
+def _keyhole(outer: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
+    """``outer`` with each hole spliced in through a cut there and back along a row of voxel centres.
+
+    A hole's cut starts at its rightmost crossing of a row and runs right to the nearest boundary crossing that
+    row. Holes are taken in order of that crossing, rightmost first, so the boundary reached is the outer one or
+    a hole already spliced in: the cut crosses no boundary and covers only voxel centres of the region (readers
+    that round vertices to voxels, as rt-utils does, draw it onto foreground).
+    """
+    ring = outer
+    for x, row, edge, hole in sorted((_rightmost(h) + (h,) for h in holes), key=lambda s: -s[0]):
+        edges, rows, xs = _row_crossings(ring)
+        ahead = np.flatnonzero((rows == row) & (xs > x))
+        hit = ahead[np.argmin(xs[ahead])]
+        start, end = np.array([[x, row]]), np.array([[xs[hit], row]])
+        around = np.vstack([start, hole[edge + 1 :], hole[: edge + 1], start])
+        ring = np.vstack([ring[: edges[hit] + 1], end, around, end, ring[edges[hit] + 1 :]])
+    return ring[np.any(ring != np.roll(ring, 1, axis=0), axis=1)]  # a cut ending on a vertex repeats it
+
+
+def _rightmost(ring: np.ndarray) -> tuple[float, int, int]:
+    """The rightmost crossing of a row by the closed polygon ``ring``: (x, row, index of the edge crossing)."""
+    edges, rows, xs = _row_crossings(ring)
+    i = int(np.argmax(xs))
+    return float(xs[i]), int(rows[i]), int(edges[i])
+
+
+def _row_crossings(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the closed polygon ``ring`` crosses the rows y = integer: (edge index, row, x) arrays.
+
+    Edge i runs from vertex i to i + 1 and counts the rows in [lower y, upper y): a vertex on a row is counted once,
+    a horizontal edge (a cut) never.
+    """
+    a, b = ring, np.roll(ring, -1, axis=0)
+    first = np.ceil(np.minimum(a[:, 1], b[:, 1])).astype(int)
+    counts = np.maximum(np.ceil(np.maximum(a[:, 1], b[:, 1])).astype(int) - first, 0)
+    edges = np.repeat(np.arange(len(ring)), counts)
+    rows = first[edges] + np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    t = (rows - a[edges, 1]) / (b[edges, 1] - a[edges, 1])
+    return edges, rows, a[edges, 0] + t * (b[edges, 0] - a[edges, 0])
 
 
 def _corners(points: np.ndarray) -> np.ndarray:
