@@ -162,10 +162,11 @@ def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, o
     segmenter = Segmenter.load(model, checkpoint)
     source = open_input(inputs)
     with output_folder(out):
-        return _predict_cases(segmenter, source, out, rtstruct, progress)
+        return _predict_cases(segmenter, source, out, rtstruct, progress, holes, seg)
 
 
-def _predict_cases(segmenter: Segmenter, source: Source, out: Path, rtstruct: bool, progress: bool) -> list[dict[str, Any]]:
+def _predict_cases(segmenter: Segmenter, source: Source, out: Path, rtstruct: bool, progress: bool,
+                   holes: Literal["keyhole", "nested"], seg: bool) -> list[dict[str, Any]]:
     """Predict and write every case of ``source`` into ``out``, then ``volumes.csv`` and ``predict.log``."""
     log_lines: list[str] = []
     rows: list[dict[str, Any]] = []
