@@ -119,7 +119,9 @@ def test_resample_label_round_trip_identity():
 def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_path, rt_utils_masks,
                                                          plastimatch_masks, dicom_valid, holes):
     """A DICOM CT series: the RTSTRUCT references the series and rasterises back to the predicted NIfTI, through
-    our reader and independently through rt-utils and plastimatch (even-odd, and its default OR for keyholes)."""
+    our reader and independently through plastimatch (even-odd, and its default OR for keyholes) and, for the
+    default keyholes, rt-utils (slow on the untrained model's jagged contours; test_rtstruct covers both
+    encodings with it)."""
     import shutil
 
     import pydicom
@@ -147,7 +149,8 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     back = DicomSource(with_rs, labels=names, missing="unknown").read("with_rs")
     filled = [name for value, name in names.items() if (predicted == value).any()]
     theirs_all, usable = rt_utils_masks(with_rs / "image", out / "STS_019_RTSTRUCT.dcm",
-                                        np.diag([-1.0, -1, 1, 1]) @ back.affine, predicted.shape, filled)
+                                        np.diag([-1.0, -1, 1, 1]) @ back.affine, predicted.shape,
+                                        filled) if holes == "keyhole" else ({}, 0)
     plastimatch = [plastimatch_masks(series, out / "STS_019_RTSTRUCT.dcm", back.affine, predicted.shape, filled, xor)
                    for xor in ((True, False) if holes == "keyhole" else (True,))]
     for name in filled:
@@ -169,9 +172,9 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
         if mine.any():
             assert dice(mine, np.asarray(back.label) == value) >= 0.98, name
             square = mine[:usable, :usable]
-            if square.any():
+            if square.any() and theirs_all:
                 assert dice(square, theirs_all[name][:usable, :usable]) >= 0.98, name
                 scored += 1
         else:
             assert f"{name} has no contour" in log
-    assert scored >= 1  # at least one structure was predicted and checked both ways
+    assert scored >= 1 or holes != "keyhole"  # a structure was predicted and checked by rt-utils too
