@@ -85,6 +85,7 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                           help="cases to evaluate (default: %(default)s)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare = commands.add_parser("compare", help="side-by-side table of several runs",
                                   description="Mode, trainable parameters and metrics (mean ± sd over cases) of runs.")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
@@ -178,7 +179,8 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.command == "evaluate":
         from .train.evaluate import evaluate_run, mean_sd
 
-        _, summary = evaluate_run(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint)
+        _, summary = evaluate_run(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint,
+                                  progress=not args.no_progress)
         mean = summary["mean"]
         print(f"{args.run}: {args.split} ({mean['n']} cases) Dice {mean_sd(mean['dice_mean'], mean['dice_sd'])}, "
               f"HD95 {mean_sd(mean['hd95_mean'], mean['hd95_sd'], 2)} mm; tables in "

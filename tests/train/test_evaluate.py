@@ -61,3 +61,12 @@ def test_evaluate_bad_requests(runs, tmp_path):
         evaluate_run(tmp_path)
     with pytest.raises(ConfigError, match="choose one of test, val, train, all"):
         evaluate_run(runs["qpg"], split="holdout")
+
+
+def test_evaluate_shows_progress_per_case(runs, capsys):
+    assert main(["evaluate", str(runs["classical"]), "--split", "val"]) == 0
+    out = capsys.readouterr().out
+    n = len(json.loads((runs["classical"] / "splits.json").read_text())[0]["val"])
+    assert "evaluating val" in out and f"{n}/{n}" in out
+    assert main(["evaluate", str(runs["classical"]), "--split", "val", "--no-progress"]) == 0
+    assert "evaluating" not in capsys.readouterr().out

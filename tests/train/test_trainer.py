@@ -134,7 +134,7 @@ def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path)
 
 def test_patience_stops_when_validation_stalls(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
     scores = iter([0.5, 0.4, 0.45, 0.3, 0.9, 0.9])  # best at epoch 1, then 3 epochs without improvement
-    monkeypatch.setattr(Trainer, "_validate", lambda self: {"dice": next(scores)})
+    monkeypatch.setattr(Trainer, "_validate", lambda self, on_case=None: {"dice": next(scores)})
     run = tmp_path / "patience"
     config = load_config(None, tiny_overrides(tiny_dataset, run, tmp_path / "cache",
                                               **{"optim.epochs": 6, "optim.patience": 3}))
@@ -193,3 +193,15 @@ def test_resume_of_a_copied_run_writes_into_the_copy(tiny_dataset, tiny_override
     assert {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()} == before
     assert (copy / "train.log").read_bytes().startswith(copied_log) and b"resumed from" in (copy / "train.log").read_bytes()
     assert str(copy) in (copy / "train.log").read_text()
+
+
+@pytest.mark.parametrize("history, shown", [
+    ([], "not validated yet"),
+    ([{"epoch": 1, "loss": 1.0}], "not validated yet"),
+    ([{"epoch": 1, "val_dice": 0.25}, {"epoch": 2, "loss": 0.9}], "val Dice 0.250 (epoch 1)"),  # not nan, not stale
+    ([{"epoch": 1, "val_dice": 0.25}, {"epoch": 2, "val_dice": 0.5}], "val Dice 0.500 (epoch 2)"),
+])
+def test_progress_bar_shows_the_latest_validation(history, shown):
+    from hqctf.train.trainer import validated
+
+    assert validated(history) == shown

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from ..atomic import write_atomic
 from ..data.cache import CaseCache
@@ -63,7 +65,7 @@ def _case_ids(run: Path, split: str, fold: int, all_ids: list[str]) -> list[str]
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "test", checkpoint: str = "best",
-                 device: str = "cpu") -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                 device: str = "cpu", progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Predict every case of a split with a run's checkpoint and score it.
 
     Args:
@@ -73,6 +75,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
         split: ``test``, ``val``, ``train`` or ``all``.
         checkpoint: ``best`` or ``last``.
         device: where the network runs.
+        progress: a rich progress bar over the cases, with an ETA.
 
     Returns:
         per-case rows (case, structure, metrics) and a summary row per structure plus ``mean``, written as CSV and
@@ -98,8 +101,13 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
     model = build_model(config.model, config.mode, max(labels, default=0) + 1)
     model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=False)["model"])
     model.to(device)
-    per_case, _ = validate_cases(model, cases, config.model.spatial_dims, config.data.patch_size,
-                                 config.validation.overlap, config.validation.tolerance_mm, device)
+    columns = [TextColumn(f"evaluating {split}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("cases", total=len(cases))
+        per_case, _ = validate_cases(model, cases, config.model.spatial_dims, config.data.patch_size,
+                                     config.validation.overlap, config.validation.tolerance_mm, device,
+                                     lambda done, _total: bar.update(task, completed=done))
     rows = []
     for case_id, structures in per_case.items():
         for name, values in {**structures, "mean": mean_over_structures(structures)}.items():

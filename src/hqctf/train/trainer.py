@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,12 @@ def _logger(run: Path, main: bool) -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(handler)
     return log
+
+
+def validated(history: list[dict[str, float]]) -> str:
+    """The latest validation Dice of a run's history, for the progress bar (``not validated yet`` before one)."""
+    rows = [row for row in history if "val_dice" in row]
+    return f"val Dice {rows[-1]['val_dice']:.3f} (epoch {rows[-1]['epoch']})" if rows else "not validated yet"
 
 
 def open_cases(config: TrainConfig) -> tuple[Source, CaseCache, list[str]]:
@@ -262,11 +269,12 @@ class Trainer:
         self.step += 1
         return value
 
-    def _validate(self) -> dict[str, float]:
+    def _validate(self, on_case: Callable[[int, int], None] | None = None) -> dict[str, float]:
         v = self.config.validation
         model = merge(self.model) if generators(self.model) else self.model  # generate the weights once, not per window
         per_case, predictions = validate_cases(model, self.val_cases, self.config.model.spatial_dims,
-                                               self.config.data.patch_size, v.overlap, v.tolerance_mm, self.world.device)
+                                               self.config.data.patch_size, v.overlap, v.tolerance_mm, self.world.device,
+                                               on_case)
         summary = summarise(per_case)
         self._overlays(predictions)
         return summary
@@ -295,17 +303,20 @@ class Trainer:
                 losses = []
                 for batch in self._loader():
                     losses.append(self._train_step(batch))
-                    last_dice = self.history[-1].get("val_dice", float("nan")) if self.history else float("nan")
-                    progress.update(task, advance=1, info=f"loss {losses[-1]:.4f}  val Dice {last_dice:.3f}")
+                    progress.update(task, advance=1, info=f"loss {losses[-1]:.4f}  {validated(self.history)}")
                 self.epoch += 1
                 row = {"epoch": self.epoch, "step": self.step, "loss": float(np.mean(losses)),
                        "lr": self.optimizer.param_groups[0]["lr"], "epoch_seconds": time.perf_counter() - started}
                 if self.epoch % cfg.validation.every == 0 or self.epoch == cfg.optim.epochs:
-                    metrics = self._validate() if self.world.main else None  # rank 0 validates, the others wait
+                    def shown(done: int, total: int) -> None:
+                        progress.update(task, info=f"loss {losses[-1]:.4f}  validating case {done}/{total}")
+
+                    metrics = self._validate(shown) if self.world.main else None  # rank 0 validates, the others wait
                     row.update({f"val_{k}": v for k, v in broadcast(metrics, self.world).items()})
                     self.schedule.observe(self._score(row))
                     self._record_spectra()
                 self.history.append(row)
+                progress.update(task, info=f"loss {row['loss']:.4f}  {validated(self.history)}")
                 self._end_epoch(row, writer)
                 self.best = broadcast(self.best if self.world.main else None, self.world)
         if writer is not None:

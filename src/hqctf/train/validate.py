@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -76,14 +76,18 @@ def validate_cases(
     overlap: float = 0.25,
     tolerance_mm: float = 2.0,
     device: torch.device | str = "cpu",
+    on_case: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, np.ndarray]]:
-    """Per-case, per-structure metrics (unknown structures NaN) and the predicted label maps, by case id."""
+    """Per-case, per-structure metrics (unknown structures NaN) and the predicted label maps, by case id;
+    ``on_case(done, total)`` is called after each case (progress display)."""
     metrics, predictions = {}, {}
-    for case in cases:
+    for k, case in enumerate(cases, 1):
         pred = predict_volume(model, case.image, spatial_dims, patch_size, overlap, device)
         metrics[case.case_id] = case_metrics(pred, np.asarray(case.label), case.structures, case.spacing,
                                              case.unknown, tolerance_mm)
         predictions[case.case_id] = pred
+        if on_case is not None:
+            on_case(k, len(cases))
     return metrics, predictions
 
 
