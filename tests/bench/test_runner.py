@@ -4,7 +4,6 @@ import csv
 import json
 
 import pytest
-import yaml
 
 from hqctf.bench import load_bench_config, run_bench
 from hqctf.bench.plan import plan

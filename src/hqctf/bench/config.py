@@ -92,7 +92,7 @@ def load_bench_config(path: str | Path, overrides: list[str] = ()) -> BenchConfi
         raise BenchError(f"{file}: cannot read bench config ({type(exc).__name__})") from None
     if not isinstance(values, dict):
         raise BenchError(f"{file}: expected a mapping of bench keys")
-    values.setdefault("set", {})
+    values["set"] = values.get("set") or {}
     for item in overrides:
         key, _, text = item.partition("=")
         if key.split(".")[0] in FIELDS:

@@ -160,7 +160,7 @@ def _png(fig: plt.Figure) -> bytes:
 
 
 def plot_dice_vs_parameters(rows: list[dict[str, Any]], config: BenchConfig) -> bytes:
-    colors, markers = _colors(config.modes), dict(zip([s for s in dict.fromkeys(r["size"] for r in rows)], "osD^v<>"))
+    colors, markers = _colors(config.modes), dict(zip(dict.fromkeys(r["size"] for r in rows), "osD^v<>"))
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for (model, size, mode), group in _groups(rows).items():
         x, (y, sd) = mean_sd(_values(group, "trainable"))[0], mean_sd(_values(group, "dice"))
