@@ -47,6 +47,7 @@ def test_merge_equals_wrapped_and_keeps_names(net, config):
     assert not any("qpg" in n for n, _ in merged.named_modules())
     assert not merged._forward_hooks and not merged._forward_pre_hooks
     assert {k: v.shape for k, v in merged.state_dict().items()} == shapes
+    assert all(p.is_contiguous() for p in merged.parameters())  # strided weights would slow every forward
     torch.testing.assert_close(_out(merged(x)), y, atol=1e-5, rtol=0)
     fresh = make().eval()
     fresh.load_state_dict(merged.state_dict())

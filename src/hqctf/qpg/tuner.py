@@ -81,7 +81,7 @@ def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
         layer = model.get_submodule(name)
         del layer.weight
         delattr(layer, GENERATOR)
-        layer.weight = nn.Parameter(weight.detach().clone())
+        layer.weight = nn.Parameter(weight.detach().clone(memory_format=torch.contiguous_format))  # as a fresh layer's
     model.__dict__.pop("_hqctf_generated", None)
     model.__dict__.pop(KEPT, None)
     for hooks in (model._forward_pre_hooks, model._forward_hooks):

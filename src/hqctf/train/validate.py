@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 from torch import nn
 
@@ -22,7 +23,16 @@ def slice_window(shape: Sequence[int], patch_size: Sequence[int], max_ratio: int
     return whole if math.prod(whole) <= max_ratio * math.prod(patch_size) else tuple(patch_size)
 
 
-@torch.no_grad()
+def _whole_slices(net: Callable[[torch.Tensor], torch.Tensor], slices: torch.Tensor, window: Sequence[int]) -> torch.Tensor:
+    """Logits of slices (B, 1, H, W) through one window each: padded symmetrically to ``window`` (as MONAI's
+    sliding windows pad), predicted in one pass, cropped back."""
+    (h, w), (wh, ww) = slices.shape[2:], window
+    top, left = (wh - h) // 2, (ww - w) // 2
+    logits = net(F.pad(slices, (left, ww - w - left, top, wh - h - top)))
+    return logits[..., top:top + h, left:left + w]
+
+
+@torch.inference_mode()
 def predict_volume(
     model: nn.Module,
     image: np.ndarray,
@@ -32,17 +42,17 @@ def predict_volume(
     device: torch.device | str = "cpu",
     batch_size: int = 8,
 ) -> np.ndarray:
-    """Label map (X, Y, Z) of a preprocessed image (X, Y, Z), by arg-max of sliding-window logits.
+    """Label map (X, Y, Z) of a preprocessed image (X, Y, Z), by arg-max of the logits.
 
     Args:
         model: network returning logits (or UNet++'s list of heads).
         image: preprocessed (z-scored) CT.
-        spatial_dims: 2 predicts axial slices (whole slices where `slice_window` allows, else windows over X, Y),
-            3 predicts the volume (windows over X, Y, Z).
+        spatial_dims: 2 predicts axial slices: whole slices, several per pass, where `slice_window` allows, else
+            sliding windows over X, Y; 3 predicts the volume in sliding windows over X, Y, Z.
         patch_size: the training patch size: the window size in 3D and for slices too large to take whole.
-        overlap: overlap of neighbouring windows (predictions are blended with a constant weight).
+        overlap: overlap of neighbouring sliding windows (predictions are blended with a constant weight).
         device: where the network runs.
-        batch_size: windows (2D: slices' windows) per forward pass.
+        batch_size: windows per forward pass (whole slices: about as many pixels per pass).
     """
     was_training = model.training
     model.eval()
@@ -57,11 +67,13 @@ def predict_volume(
                                               overlap=overlap)
             return logits[0].argmax(0).to(torch.uint8).cpu().numpy()
         window = slice_window(image.shape[:2], patch_size)
-        batch = max(1, batch_size * math.prod(patch_size) // math.prod(window))  # about as many pixels per pass
+        whole = all(w >= s for w, s in zip(window, image.shape[:2]))
+        batch = max(1, batch_size * math.prod(patch_size) // math.prod(window))
         out = np.zeros(image.shape, np.uint8)
         for start in range(0, image.shape[2], batch):
-            slices = volume[:, :, start:start + batch].permute(2, 0, 1)[:, None].to(device)
-            logits = sliding_window_inference(slices, window, batch, net, overlap=overlap)
+            slices = volume[:, :, start:start + batch].permute(2, 0, 1)[:, None].contiguous().to(device)
+            logits = (_whole_slices(net, slices, window) if whole
+                      else sliding_window_inference(slices, window, batch, net, overlap=overlap))
             out[:, :, start:start + batch] = logits.argmax(1).permute(1, 2, 0).to(torch.uint8).cpu().numpy()
         return out
     finally:
