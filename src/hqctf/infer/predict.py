@@ -35,7 +35,7 @@ from ..data.preprocess import PreprocessConfig, preprocess
 from ..data.source import Source
 from ..data.structures import tg263_name
 from ..train.config import ConfigError
-from ..train.figures import axial_view, busiest_slice, overlay_png
+from ..train.views import axial_overlay_png, busiest_slice, display_affine
 from ..train.validate import predict_volume
 from .export import MODEL_JSON, load_run, read_model_json, require_onnx
 
@@ -173,13 +173,13 @@ def _predict_cases(segmenter: Segmenter, source: Source, out: Path, rtstruct: bo
     names = segmenter.labels
     for case_id in track(source.case_ids(), description="predicting", disable=not progress):
         case = source.read(case_id)
-        grid = None
-        if isinstance(source, (NiftiPairSource, NnUNetSource)):
-            header = nib.load(case.sources[0])  # the file's own grid, before any axis reordering
-            grid = (np.asarray(header.affine, dtype=np.float64), tuple(header.shape[:3]))
+        # NIfTI: the file's own grid, before any axis reordering (its world affine, corrected for OpenKBP)
+        grid = source.file_grid(case_id) if isinstance(source, (NiftiPairSource, NnUNetSource)) else None
         label = segmenter.predict(case, grid)
         affine = grid[0] if grid else case.affine
-        write_nifti(out / f"{case_id}.nii.gz", label, affine)
+        stored = nib.load(case.sources[0]) if grid else None
+        # written with the input file's own header affine, so that both line up in any viewer
+        write_nifti(out / f"{case_id}.nii.gz", label, affine if stored is None else stored.affine)
         voxel_cc = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
         counts = np.bincount(label.ravel(), minlength=max(names, default=0) + 1)
         for value, name in sorted(names.items()):
@@ -199,10 +199,11 @@ def _predict_cases(segmenter: Segmenter, source: Source, out: Path, rtstruct: bo
             for name in write_seg(label, ct_files, roi_names, out / f"{case_id}_SEG.dcm") if seg else []:
                 log_lines.append(f"{case_id}: DICOM-SEG leaves out segment {name} (empty prediction)")
         if label.any():
-            z = busiest_slice(label)
-            hu = np.clip(np.asarray(case.image if grid is None else nib.load(case.sources[0]).get_fdata()), -160, 240)
-            png = overlay_png(axial_view(hu, z), {"prediction": axial_view(label, z)}, ["background", *[names[v] for v in sorted(names)]],
-                              title=f"{case_id}, slice {z}")
+            shown = affine if grid else display_affine(case)
+            z = busiest_slice(label, shown)
+            hu = np.clip(np.asarray(case.image if stored is None else stored.get_fdata()), -160, 240)
+            label_names = ["background", *[names.get(v, f"label_{v}") for v in range(1, max(names, default=0) + 1)]]
+            png = axial_overlay_png(hu, {"prediction": label}, shown, z, label_names, f"{case_id}, slice {z}")
             write_atomic(out / "overlays" / f"{case_id}.png", png)
         volumes = ", ".join(f"{r['structure']} {r['volume_cc']} cc" for r in rows if r["case"] == case_id)
         log_lines.append(f"{case_id}: wrote {case_id}.nii.gz ({volumes})")
