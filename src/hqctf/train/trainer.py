@@ -39,6 +39,7 @@ from .distributed import World, all_mean, broadcast, setup, teardown
 from .figures import run_curves_png
 from .loss import MarginalDiceCELoss
 from .models import build_model, logits_of, parameter_groups
+from .plausibility import RANGES_FILE, volume_ranges
 from .schedule import WarmupSchedule
 from .validate import summarise, validate_cases
 from .views import axial_overlay_png, busiest_slice, display_affine
@@ -168,6 +169,7 @@ class Trainer:
         if self.world.main:
             self.run.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run / CONFIG_FILE, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            write_json_atomic(self.run / RANGES_FILE, volume_ranges(self.train_cases))  # checked by `hqctf predict`
             if not (self.run / SPLITS_FILE).is_file():
                 save_splits(self.run / SPLITS_FILE, self.splits)
         self.world.barrier()
