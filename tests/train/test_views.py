@@ -13,7 +13,7 @@ from hqctf.data.nnunet import NnUNetSource
 from hqctf.data.openkbp import openkbp_affine
 from hqctf.data.preprocess import PreprocessConfig, preprocess
 from hqctf.data.sample import sample_dataset_dir
-from hqctf.train.figures import COLOURS, overlay_box, overlay_png
+from hqctf.train.figures import COLOURS, overlay_box, overlay_figure, overlay_png
 from hqctf.train.views import axial_axis, axial_view, busiest_slice, display_affine
 
 RADIOLOGICAL_LETTERS = {"top": "A", "bottom": "P", "left": "R", "right": "L"}
@@ -136,6 +136,24 @@ def _pixels(png: bytes, colour: str) -> int:
 
 def test_overlay_draws_the_blob_in_the_air():
     image, label = _body_and_blob()
-    png = overlay_png(image, {"prediction": label}, ["background", "blob", "organ"], letters=RADIOLOGICAL_LETTERS)
-    assert _pixels(png, COLOURS[0]) > 20  # the blob's contour (label 1) is drawn
+    names = ["background", "blob", "organ"]
+    png = overlay_png(image, {"prediction": label}, names, letters=RADIOLOGICAL_LETTERS)
+    without = overlay_png(image, {"prediction": np.where(label == 1, 0, label)}, names, letters=RADIOLOGICAL_LETTERS)
+    # the legend shows the blob's colour either way; only the blob's own contour adds more of it
+    assert _pixels(png, COLOURS[0]) - _pixels(without, COLOURS[0]) > 50
     assert _pixels(png, COLOURS[1]) > 20
+
+
+def test_letters_on_every_panel():
+    label, affine, z = _stored("LPS")
+    view = axial_view(label, affine, z)
+    fig = overlay_figure(view.image.astype(float), {"reference": view.image, "prediction": view.image}, ["bg", "x"],
+                         letters=view.letters)
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == 2
+    for ax in panels:
+        placed = {t.get_text(): t.get_position() for t in ax.texts}
+        assert set(placed) == {"A", "P", "R", "L"}
+        assert placed["A"][1] > placed["P"][1] and placed["R"][0] < placed["L"][0]  # A on top, R on the left
+    unknown = overlay_figure(view.image.astype(float), {"p": view.image}, ["bg", "x"], letters=None)
+    assert not any(ax.texts for ax in unknown.axes)

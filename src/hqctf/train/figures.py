@@ -47,6 +47,12 @@ def _letters(ax: Axes, letters: Mapping[str, str]) -> None:
 
 def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names: Sequence[str], title: str = "",
                 letters: Mapping[str, str] | None = None) -> bytes:
+    """`overlay_figure` as PNG bytes."""
+    return _png(overlay_figure(image, panels, label_names, title, letters))
+
+
+def overlay_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names: Sequence[str], title: str = "",
+                   letters: Mapping[str, str] | None = None) -> Figure:
     """CT slice with one label map per panel drawn as organ contours, side by side.
 
     Args:
@@ -73,7 +79,7 @@ def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(bottom=0.1, top=0.86, wspace=0.05)
-    return _png(fig)
+    return fig
 
 
 def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training loss") -> bytes:
