@@ -102,11 +102,14 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
     predict = commands.add_parser("predict", help="label new patients: NIfTI on the input grid, DICOM RTSTRUCT",
                                   description="Predict a NIfTI file, a folder of NIfTI images (e.g. imagesTs) or a "
-                                  "DICOM CT series with a run folder or an exported model. Writes <case>.nii.gz on "
-                                  "the input's grid, <case>_RTSTRUCT.dcm (and with --seg <case>_SEG.dcm) for DICOM "
-                                  "input, volumes.csv, overlays/ and predict.log.")
+                                  "DICOM CT series, or PNG slices (images/*.png), with a run folder or an exported "
+                                  "model. Writes <case>.nii.gz on the input's grid (<case>.png for PNG), "
+                                  "<case>_RTSTRUCT.dcm (and with --seg <case>_SEG.dcm) for DICOM input, volumes.csv "
+                                  "(volume_cc, or area_px for PNG, and a flag: empty, or below/above the training "
+                                  "labels' range halved/doubled), overlays/ and predict.log.")
     predict.add_argument("model", metavar="MODEL", help="run folder or export folder (hqctf-model.json)")
-    predict.add_argument("-i", "--input", required=True, metavar="INPUT", help="NIfTI file or folder, or DICOM folder")
+    predict.add_argument("-i", "--input", required=True, metavar="INPUT",
+                         help="NIfTI file or folder, DICOM folder, or folder with images/*.png")
     predict.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (not inside INPUT)")
     predict.add_argument("--overwrite", action="store_true", help="replace results already in OUTDIR")
     predict.add_argument("--no-rtstruct", action="store_true", help="DICOM input: skip the RTSTRUCT")
@@ -161,13 +164,16 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(markdown_table(compare_runs(args.runs, split=args.split)), end="")
         return 0
     if args.command == "predict":
+        from rich.console import Console
+
         from .infer.predict import predict_folder
 
         rows = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
                               rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint,
-                              holes=args.holes, seg=args.seg)
+                              holes=args.holes, seg=args.seg, console=Console())
+        flagged = sum(1 for r in rows if r["flag"])
         print(f"wrote {len({r['case'] for r in rows})} case(s) to {args.output}; volumes in "
-              f"{Path(args.output) / 'volumes.csv'}")
+              f"{Path(args.output) / 'volumes.csv'} ({flagged} flagged)")
         return 0
     if args.command == "export":
         from .infer.export import MODEL_JSON, export_run

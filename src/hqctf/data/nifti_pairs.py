@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +65,14 @@ def read_label(label_path: str | Path, image_path: str | Path) -> tuple[np.ndarr
     return data.astype(np.uint8 if high <= 255 else np.uint16), affine
 
 
+def stored_grid(path: Path, fix_affine: Callable[[np.ndarray], np.ndarray] | None = None
+                ) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The RAS affine (corrected by ``fix_affine``) and 3D shape of a NIfTI file as stored, from its header."""
+    header = nib.load(path)
+    affine = np.asarray(header.affine, dtype=np.float64)
+    return (affine if fix_affine is None else fix_affine(affine)), tuple(int(n) for n in header.shape[:3])
+
+
 def _xyz_order(case: Case) -> Case:
     """Transpose the arrays so that array axes 0, 1, 2 run closest to world X, Y, Z (no flips; affine adjusted)."""
     world_axis = nib.orientations.io_orientation(case.affine)[:, 0].astype(int)
@@ -89,6 +97,7 @@ def read_nifti_case(
     absent: Absent = "unknown",
     unknown: Iterable[int] | None = None,
     regions: dict[str, tuple[int, ...]] | None = None,
+    fix_affine: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Case:
     """Read an image NIfTI (and its label map) into a validated `Case` of float32 HU.
 
@@ -104,6 +113,7 @@ def read_nifti_case(
             is given).
         unknown: label values not contoured in this case; None derives them from ``absent``.
         regions: region name -> label values.
+        fix_affine: corrects the stored affines of image and label (`hqctf.data.openkbp.openkbp_affine`).
 
     Returns:
         the case, with ``sources`` = (image, label).
@@ -118,6 +128,9 @@ def read_nifti_case(
     if label_path is not None:
         label, label_affine = read_label(label_path, image_path)
         sources = (image_path, Path(label_path))
+    if fix_affine is not None:
+        affine = fix_affine(affine)
+        label_affine = None if label_affine is None else fix_affine(label_affine)
     case = Case(
         case_id,
         np.asarray(data, dtype=np.float32),
@@ -207,6 +220,10 @@ class NiftiPairSource(Source):
 
     def files(self, case_id: str) -> list[Path]:
         return [p for p in self._pair(case_id) if p is not None]
+
+    def file_grid(self, case_id: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        """Affine and shape of the case's image file as stored (before `read` reorders the axes)."""
+        return stored_grid(self._pair(case_id)[0])
 
     def read(self, case_id: str) -> Case:
         image, label = self._pair(case_id)

@@ -14,7 +14,8 @@ from ..atomic import write_json_atomic
 from .case import Case
 from .errors import DataError
 from .nifti import write_nifti
-from .nifti_pairs import Absent, check_absent, read_nifti_case
+from .nifti_pairs import Absent, check_absent, read_nifti_case, stored_grid
+from .openkbp import is_openkbp, openkbp_affine
 from .source import Source
 
 #: Sidecar listing, per case, the structures that were not contoured: ``{case_id: [structure names]}``.
@@ -77,7 +78,8 @@ class NnUNetSource(Source):
     ``labelsTr/<id>.nii.gz`` (and ``imagesTs``).
 
     A label whose value is a list in ``dataset.json`` is a region (nnU-Net region-based datasets). Which structures a
-    case did not contour comes from the `UNKNOWN_FILE` sidecar for the cases it lists, else from ``absent``.
+    case did not contour comes from the `UNKNOWN_FILE` sidecar for the cases it lists, else from ``absent``. A
+    dataset whose description names OpenKBP gets its files' diagonal affines corrected (`hqctf.data.openkbp`).
 
     Args:
         root: the dataset folder (``Dataset001_Name``).
@@ -112,6 +114,7 @@ class NnUNetSource(Source):
         self.images_dir, self.labels_dir = root / f"images{split}", root / f"labels{split}"
         self.unknown_json = root / UNKNOWN_FILE
         self._unknown = _parse_unknown(self.unknown_json, structures) if self.unknown_json.is_file() else {}
+        self.fix_affine = openkbp_affine if is_openkbp(meta) else None
 
     def case_ids(self) -> list[str]:
         if not self.images_dir.is_dir():
@@ -128,10 +131,15 @@ class NnUNetSource(Source):
         extra = [self.unknown_json] if self.unknown_json.is_file() else []
         return [p for p in self._paths(case_id) if p is not None] + [self.dataset_json, *extra]
 
+    def file_grid(self, case_id: str) -> tuple[np.ndarray, tuple[int, ...]]:
+        """RAS affine (corrected) and shape of the case's image file as stored (before `read` reorders the axes)."""
+        return stored_grid(self._paths(case_id)[0], self.fix_affine)
+
     def read(self, case_id: str) -> Case:
         image, label = self._paths(case_id)
         return read_nifti_case(
-            case_id, image, label, self.labels, absent=self.absent, unknown=self._unknown.get(case_id), regions=self.regions
+            case_id, image, label, self.labels, absent=self.absent, unknown=self._unknown.get(case_id), regions=self.regions,
+            fix_affine=self.fix_affine,
         )
 
 

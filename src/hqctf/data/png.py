@@ -44,7 +44,7 @@ class PngSliceSource(Source):
     (``image = png.T[..., None]``), intensity ``"windowed"`` (0..255 as float32). PNG has no spacing, so the affine
     is the identity (1 mm voxels, orientation unknown): volumes in cc and mm distances are in pixel units.
     ``patient_id`` is the name before its last ``_`` (``10036_103`` -> ``10036``), so splits keep a patient's
-    slices together.
+    slices together. Without a ``masks/`` folder the cases have no label (images to predict).
 
     Args:
         root: folder holding ``images/`` and ``masks/``.
@@ -70,7 +70,8 @@ class PngSliceSource(Source):
         return sorted(p.stem for p in self.images_dir.glob("*.png"))
 
     def files(self, case_id: str) -> list[Path]:
-        return [self.images_dir / f"{case_id}.png", self.masks_dir / f"{case_id}.png"]
+        image = self.images_dir / f"{case_id}.png"
+        return [image, self.masks_dir / f"{case_id}.png"] if self.masks_dir.is_dir() else [image]
 
     def _decode(self, mask: np.ndarray, path: Path) -> np.ndarray:
         """Mask colours -> label values; raises naming the colours that are not in the map."""
@@ -87,20 +88,22 @@ class PngSliceSource(Source):
         return label
 
     def read(self, case_id: str) -> Case:
-        image_path, mask_path = self.files(case_id)
+        image_path, *masks = self.files(case_id)
         rgb = _read_rgb(image_path)
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
             raise DataError(f"{image_path}: colour image; expected grey (equal R, G and B)")
-        if not mask_path.is_file():
-            raise DataError(f"{mask_path}: mask file not found for image {image_path.name}")
-        label = self._decode(_read_rgb(mask_path), mask_path)
+        label = None
+        for mask_path in masks:
+            if not mask_path.is_file():
+                raise DataError(f"{mask_path}: mask file not found for image {image_path.name}")
+            label = np.ascontiguousarray(self._decode(_read_rgb(mask_path), mask_path).T[..., None])
         return Case(
             case_id,
             np.ascontiguousarray(rgb[..., 0].T[..., None], dtype=np.float32),
             np.eye(4),
-            np.ascontiguousarray(label.T[..., None]),
+            label,
             structures=dict(self.labels),
             patient_id=case_id.rsplit("_", 1)[0],
             intensity="windowed",
-            sources=(image_path, mask_path),
+            sources=(image_path, *masks),
         ).validate()

@@ -34,7 +34,7 @@ from .case import Case
 
 #: Bump when the preprocessing code changes what it produces: it is part of `PreprocessConfig.key`, so
 #: caches made by older code are not reused.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2  # 2: OpenKBP read with its true axes (hqctf.data.openkbp)
 
 #: Spacings closer than this (mm) count as equal (no resampling).
 SPACING_TOLERANCE_MM = 1e-3
@@ -46,7 +46,7 @@ class PreprocessConfig:
 
     Args:
         spacing: target voxel size in mm along the three (reoriented) axes; None keeps the native spacing.
-        orientation: axis codes the arrays are reoriented to (``"RAS"``: axis 0 runs to the patient's left...).
+        orientation: axis codes the arrays are reoriented to (``"RAS"``: axis 0 runs to the patient's right...).
         clip: HU window the intensities are clipped to.
         mean: mean HU subtracted after clipping (e.g. foreground mean of the training set).
         std: HU standard deviation divided by after clipping.

@@ -23,6 +23,7 @@ from ..atomic import atomic_path, output_folder, write_atomic, write_json_atomic
 from ..qpg import merge
 from ..train.config import GENERATED_MODES, ConfigError, TrainConfig
 from ..train.models import build_model, logits_of, network_features
+from ..train.plausibility import read_ranges
 from ..train.trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, resume_config
 
 EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
@@ -140,6 +141,7 @@ def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], r
         "spatial_dims": config.model.spatial_dims, "patch_size": list(config.data.patch_size),
         "overlap": config.validation.overlap, "orientation": config.data.preprocess.orientation,
         "spacing": list(config.data.preprocess.spacing) if config.data.preprocess.spacing else None,
+        "volume_ranges": read_ranges(run),  # training labels' size per structure, for predict's flags
     }
     write_json_atomic(out / MODEL_JSON, meta)
     return target

@@ -2,9 +2,11 @@
 
 Each case is preprocessed as in training, predicted with sliding windows, and the label map is resampled
 (nearest) back to the input's original grid through the world coordinates of both grids, which undoes the
-reorientation, body crop and resampling at once. Outputs per case: ``<case>.nii.gz`` on the input file's grid,
-for DICOM input ``<case>_RTSTRUCT.dcm`` referencing the CT series, ``overlays/<case>.png``; plus ``volumes.csv``
-and ``predict.log`` for the whole batch. Every file is written atomically.
+reorientation, body crop and resampling at once. Outputs per case: ``<case>.nii.gz`` on the input file's grid
+(``<case>.png`` for PNG slices), for DICOM input ``<case>_RTSTRUCT.dcm`` referencing the CT series,
+``overlays/<case>.png`` (radiological, uncropped where predictions fall outside the body); plus ``volumes.csv``
+(sizes with plausibility flags against the training labels, `hqctf.train.plausibility`) and ``predict.log`` for
+the whole batch. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.transforms import SpatialResample
+from PIL import Image
+from rich.console import Console
 from rich.progress import track
 from torch import nn
 
@@ -31,11 +35,13 @@ from ..data.formats import detect_format
 from ..data.nifti import write_nifti
 from ..data.nifti_pairs import NiftiPairSource
 from ..data.nnunet import NnUNetSource
+from ..data.png import PngSliceSource
 from ..data.preprocess import PreprocessConfig, preprocess
 from ..data.source import Source
 from ..data.structures import tg263_name
 from ..train.config import ConfigError
-from ..train.figures import axial_view, busiest_slice, overlay_png
+from ..train.plausibility import flag, flag_message, read_ranges, structure_sizes
+from ..train.views import axial_overlay_png, busiest_slice, display_affine
 from ..train.validate import predict_volume
 from .export import MODEL_JSON, load_run, read_model_json, require_onnx
 
@@ -78,6 +84,7 @@ class Segmenter:
         spatial_dims: 2 (slice-wise) or 3.
         patch_size: sliding-window size.
         overlap: sliding-window overlap.
+        volume_ranges: the training labels' size range per structure (`hqctf.train.plausibility`); None: unknown.
     """
 
     net: nn.Module
@@ -86,6 +93,7 @@ class Segmenter:
     spatial_dims: int
     patch_size: tuple[int, ...]
     overlap: float = 0.25
+    volume_ranges: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: str | Path, checkpoint: str = "best") -> "Segmenter":
@@ -100,11 +108,11 @@ class Segmenter:
             pre = meta["preprocess"]
             config = PreprocessConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
             return cls(net, {int(k): v for k, v in meta["labels"].items()}, config, meta["spatial_dims"],
-                       tuple(meta["patch_size"]), meta["overlap"])
+                       tuple(meta["patch_size"]), meta["overlap"], meta.get("volume_ranges"))
         if (path / "config.yaml").is_file():
             net, config, labels = load_run(path, checkpoint)
             return cls(net, labels, config.data.preprocess, config.model.spatial_dims, tuple(config.data.patch_size),
-                       config.validation.overlap)
+                       config.validation.overlap, read_ranges(path))
         raise ConfigError(f"{path}: neither a run folder (config.yaml) nor an exported model ({MODEL_JSON})")
 
     def predict(self, case: Case, grid: tuple[np.ndarray, tuple[int, ...]] | None = None) -> np.ndarray:
@@ -126,16 +134,20 @@ def resample_label(label: np.ndarray, affine: np.ndarray, target_affine: np.ndar
 
 
 def open_input(path: str | Path) -> Source:
-    """The cases to predict: a NIfTI file, a folder of NIfTI images (e.g. nnU-Net ``imagesTs``), or DICOM CT."""
+    """The cases to predict: a NIfTI file, a folder of NIfTI images (e.g. nnU-Net ``imagesTs``), a folder with
+    ``images/*.png`` (windowed PNG slices), or DICOM CT."""
     path = Path(path)
     if path.is_dir() and (path / "dataset.json").is_file():
         return NnUNetSource(path, split="Ts")
+    if path.is_dir() and any((path / "images").glob("*.png")):
+        return PngSliceSource(path)
     if path.is_file() or (path.is_dir() and any(path.glob("*.nii*"))):
         files = [path] if path.is_file() else sorted(path.glob("*.nii*"))
         return NiftiPairSource([(f, None) for f in files], labels={}, root=path if path.is_dir() else path.parent)
     if detect_format(path) == "dicom":
         return DicomSource(path)
-    raise DataError(f"{path}: expected a NIfTI file, a folder of NIfTI images or a DICOM CT series folder")
+    raise DataError(f"{path}: expected a NIfTI file, a folder of NIfTI images, a folder with images/*.png or a DICOM "
+                    "CT series folder")
 
 
 def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
@@ -150,9 +162,12 @@ def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
 
 def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, overwrite: bool = False,
                    rtstruct: bool = True, progress: bool = True, checkpoint: str = "best",
-                   holes: Literal["keyhole", "nested"] = "keyhole", seg: bool = False) -> list[dict[str, Any]]:
-    """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure, cc).
-    ``holes``: how the RTSTRUCT writes holes (see `write_rtstruct`); ``seg``: DICOM input also gets a DICOM-SEG.
+                   holes: Literal["keyhole", "nested"] = "keyhole", seg: bool = False,
+                   console: Console | None = None) -> list[dict[str, Any]]:
+    """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure,
+    ``volume_cc`` or for PNG input ``area_px``, ``flag``: see `hqctf.train.plausibility`).
+    ``holes``: how the RTSTRUCT writes holes (see `write_rtstruct`); ``seg``: DICOM input also gets a DICOM-SEG;
+    ``console``: where flagged structures are also printed.
 
     Raises:
         DataError: bad input (named file, one line) or an output folder inside the input / holding results.
@@ -162,54 +177,81 @@ def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, o
     segmenter = Segmenter.load(model, checkpoint)
     source = open_input(inputs)
     with output_folder(out):
-        return _predict_cases(segmenter, source, out, rtstruct, progress, holes, seg)
+        return _predict_cases(segmenter, source, out, rtstruct, progress, holes, seg, console)
 
 
 def _predict_cases(segmenter: Segmenter, source: Source, out: Path, rtstruct: bool, progress: bool,
-                   holes: Literal["keyhole", "nested"], seg: bool) -> list[dict[str, Any]]:
+                   holes: Literal["keyhole", "nested"], seg: bool, console: Console | None) -> list[dict[str, Any]]:
     """Predict and write every case of ``source`` into ``out``, then ``volumes.csv`` and ``predict.log``."""
     log_lines: list[str] = []
     rows: list[dict[str, Any]] = []
     names = segmenter.labels
+    ranges = segmenter.volume_ranges or {}
+    column = "area_px" if isinstance(source, PngSliceSource) else "volume_cc"
+    unit = column.rsplit("_", 1)[1]
     for case_id in track(source.case_ids(), description="predicting", disable=not progress):
         case = source.read(case_id)
-        grid = None
-        if isinstance(source, (NiftiPairSource, NnUNetSource)):
-            header = nib.load(case.sources[0])  # the file's own grid, before any axis reordering
-            grid = (np.asarray(header.affine, dtype=np.float64), tuple(header.shape[:3]))
+        # NIfTI: the file's own grid, before any axis reordering (its world affine, corrected for OpenKBP)
+        grid = source.file_grid(case_id) if isinstance(source, (NiftiPairSource, NnUNetSource)) else None
         label = segmenter.predict(case, grid)
         affine = grid[0] if grid else case.affine
-        write_nifti(out / f"{case_id}.nii.gz", label, affine)
-        voxel_cc = abs(float(np.linalg.det(affine[:3, :3]))) / 1000.0
-        counts = np.bincount(label.ravel(), minlength=max(names, default=0) + 1)
-        for value, name in sorted(names.items()):
-            rows.append({"case": case_id, "structure": name, "volume_cc": round(float(counts[value]) * voxel_cc, 3)})
-            if counts[value] == 0:
-                log_lines.append(f"{case_id}: {name} empty (no voxel predicted)")
+        stored = nib.load(case.sources[0]) if grid else None
+        written = _write_label(out, case_id, label, affine if stored is None else stored.affine, column == "area_px")
+        sizes = structure_sizes(label, affine, names, unit)
+        for name, size in sizes.items():
+            entry = ranges.get("structures", {}).get(name) if ranges.get("unit") == unit else None
+            rows.append({"case": case_id, "structure": name, column: size, "flag": flag(size, entry)})
+            message = flag_message(case_id, name, size, unit, entry)
+            if message:
+                log_lines.append(message)
+                if console is not None:
+                    console.print(f"flagged {message}", highlight=False, markup=False, soft_wrap=True)
         if isinstance(source, DicomSource) and (rtstruct or seg):
-            from .rtstruct import write_rtstruct
-            from .seg import write_seg
-
-            ct_files = [p for p in source.files(case_id) if p not in case.sources[1:]]  # without the RTSTRUCT/SEG
-            roi_names = {v: tg263_name(n) for v, n in names.items()}
-            for name in write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm",
-                                       holes=holes) if rtstruct else []:
-                log_lines.append(f"{case_id}: RTSTRUCT ROI {name} has no contour (empty prediction; still a valid "
-                                 "RTSTRUCT)")
-            for name in write_seg(label, ct_files, roi_names, out / f"{case_id}_SEG.dcm") if seg else []:
-                log_lines.append(f"{case_id}: DICOM-SEG leaves out segment {name} (empty prediction)")
+            log_lines += _write_dicom(source, case, label, names, out, rtstruct, holes, seg)
         if label.any():
-            z = busiest_slice(label)
-            hu = np.clip(np.asarray(case.image if grid is None else nib.load(case.sources[0]).get_fdata()), -160, 240)
-            png = overlay_png(axial_view(hu, z), {"prediction": axial_view(label, z)}, ["background", *[names[v] for v in sorted(names)]],
-                              title=f"{case_id}, slice {z}")
+            shown = affine if grid else display_affine(case)
+            z = busiest_slice(label, shown)
+            image = np.asarray(case.image if stored is None else stored.get_fdata())
+            image = np.clip(image, -160, 240) if case.intensity == "HU" else image
+            label_names = ["background", *[names.get(v, f"label_{v}") for v in range(1, max(names, default=0) + 1)]]
+            png = axial_overlay_png(image, {"prediction": label}, shown, z, label_names, f"{case_id}, slice {z}")
             write_atomic(out / "overlays" / f"{case_id}.png", png)
-        volumes = ", ".join(f"{r['structure']} {r['volume_cc']} cc" for r in rows if r["case"] == case_id)
-        log_lines.append(f"{case_id}: wrote {case_id}.nii.gz ({volumes})")
+        log_lines.append(f"{case_id}: wrote {written} ({', '.join(f'{n} {v:g} {unit}' for n, v in sizes.items())})")
+    if ranges:
+        log_lines.append(f"training ranges in {ranges['unit']}: {ranges['rule']}")
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["case", "structure", "volume_cc"])
+    writer = csv.DictWriter(text, fieldnames=["case", "structure", column, "flag"])
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(out / "volumes.csv", text.getvalue())
     write_atomic(out / "predict.log", "\n".join(log_lines) + "\n")
     return rows
+
+
+def _write_label(out: Path, case_id: str, label: np.ndarray, affine: np.ndarray, png: bool) -> str:
+    """``<case>.nii.gz`` on the input's grid, or for PNG input ``<case>.png`` (8-bit grey, pixel = label value,
+    the input image's rows and columns); returns the file name."""
+    if png:
+        buffer = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(label[:, :, 0].T.astype(np.uint8))).save(buffer, format="PNG")
+        write_atomic(out / f"{case_id}.png", buffer.getvalue())
+        return f"{case_id}.png"
+    write_nifti(out / f"{case_id}.nii.gz", label, affine)  # the input file's own header: both line up in any viewer
+    return f"{case_id}.nii.gz"
+
+
+def _write_dicom(source: DicomSource, case: Case, label: np.ndarray, names: dict[int, str], out: Path, rtstruct: bool,
+                 holes: Literal["keyhole", "nested"], seg: bool) -> list[str]:
+    """The RTSTRUCT (and DICOM-SEG) of a DICOM case; returns the log lines about empty structures."""
+    from .rtstruct import write_rtstruct
+    from .seg import write_seg
+
+    lines = []
+    case_id = case.case_id
+    ct_files = [p for p in source.files(case_id) if p not in case.sources[1:]]  # without the RTSTRUCT/SEG
+    roi_names = {v: tg263_name(n) for v, n in names.items()}
+    for name in write_rtstruct(label, ct_files, roi_names, out / f"{case_id}_RTSTRUCT.dcm", holes=holes) if rtstruct else []:
+        lines.append(f"{case_id}: RTSTRUCT ROI {name} has no contour (empty prediction; still a valid RTSTRUCT)")
+    for name in write_seg(label, ct_files, roi_names, out / f"{case_id}_SEG.dcm") if seg else []:
+        lines.append(f"{case_id}: DICOM-SEG leaves out segment {name} (empty prediction)")
+    return lines

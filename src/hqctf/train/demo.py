@@ -19,10 +19,12 @@ from torch import nn
 
 from ..atomic import write_atomic
 from ..data import DataError, list_cases, load_slices, sample_dataset_dir
-from .figures import curves_png, overlay_png
+from ..data.nnunet import NnUNetSource
+from .figures import curves_png
 from .config import ModelConfig
 from .loop import batch_schedule, dice_per_class, predict, train
 from .models import build_network, parameter_groups
+from .views import axial_overlay_png
 
 DEFAULT_STEPS = 200
 #: Centre crop of the 128 x 128 OpenKBP slices used for training: the organs lie inside the central 64 x 64
@@ -81,7 +83,8 @@ def _evaluate(model: nn.Module, val: list[tuple[torch.Tensor, torch.Tensor]], na
 
 @dataclass
 class DemoData:
-    """The demo's slices: training images/labels (N, 1, H, W) / (N, H, W), validation cases, label names."""
+    """The demo's slices: training images/labels (N, 1, H, W) / (N, H, W), validation cases, label names, and the
+    RAS affine of the first validation case's file (its slices are axial slices of that grid, for the overlay)."""
 
     train_cases: list[str]
     val_cases: list[str]
@@ -89,6 +92,7 @@ class DemoData:
     y: torch.Tensor
     val: list[tuple[torch.Tensor, torch.Tensor]]
     names: list[str]
+    val_affine: np.ndarray
 
     @classmethod
     def load(cls, dataset: Path, seed: int, *, size: int = 128, crop: int | None = DEFAULT_CROP,
@@ -100,8 +104,9 @@ class DemoData:
         for case in val_cases:
             vi, vl, _ = load_slices(dataset, [case], 3 * slices_per_case, size, seed)
             val.append((centre_crop(torch.from_numpy(vi), crop), centre_crop(torch.from_numpy(vl), crop)))
+        affine = NnUNetSource(dataset).file_grid(val_cases[0])[0]  # corrected for OpenKBP (hqctf.data.openkbp)
         return cls(train_cases, val_cases, centre_crop(torch.from_numpy(images), crop),
-                   centre_crop(torch.from_numpy(labels), crop), val, names)
+                   centre_crop(torch.from_numpy(labels), crop), val, names, affine)
 
 
 def evaluate(model: nn.Module, data: DemoData) -> tuple[dict, float, list]:
@@ -165,7 +170,7 @@ def run_demo(
 
     log.console.print(_summary_table(results))
     log.lines.append(_table_text(_summary_table(results)))
-    _write_outputs(out, results, losses, predictions, val, names)
+    _write_outputs(out, results, losses, predictions, data)
     log(f"wrote demo.log, results.json, overlay.png, curves.png to {out}")
     write_atomic(out / "demo.log", "\n".join(log.lines) + "\n")
     return results
@@ -250,13 +255,15 @@ def _table_text(table: Table) -> str:
     return capture.export_text()
 
 
-def _write_outputs(out: Path, results: dict, losses: dict, predictions: dict, val: list, names: list[str]) -> None:
+def _write_outputs(out: Path, results: dict, losses: dict, predictions: dict, data: DemoData) -> None:
     write_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     write_atomic(out / "curves.png", curves_png(losses))
-    images, labels = val[0]
+    images, labels = data.val[0]
     best = int(np.argmax([len(torch.unique(s)) * 1e6 + (s > 0).sum().item() for s in labels]))
     modes = results["modes"]
-    panels = {"ground truth": labels[best].numpy()}
-    panels.update({f"{m} (mean Dice {modes[m]['val_mean_dice']:.3f})": predictions[m][0][best].numpy() for m in modes})
+    panels = {"ground truth": labels[best].numpy()[..., None]}  # one axial slice as a (H, W, 1) volume of the case
+    panels.update({f"{m} (mean Dice {modes[m]['val_mean_dice']:.3f})": predictions[m][0][best].numpy()[..., None]
+                   for m in modes})
     title = f"validation case {results['val_cases'][0]}, one axial slice"
-    write_atomic(out / "overlay.png", overlay_png(images[best, 0].numpy(), panels, names, title))
+    png = axial_overlay_png(images[best, 0].numpy()[..., None], panels, data.val_affine, 0, data.names, title)
+    write_atomic(out / "overlay.png", png)

@@ -6,6 +6,7 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
@@ -19,9 +20,13 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _crop(image: np.ndarray, margin: int = 6) -> tuple[slice, slice]:
-    """Bounding box of the body (pixels above the window's floor) plus a margin."""
-    rows, cols = np.nonzero(image > image.min() + 1e-3)
+def overlay_box(image: np.ndarray, labels: Sequence[np.ndarray] = (), margin: int = 6) -> tuple[slice, slice]:
+    """Bounding box of the body (pixels above the window's floor) and of every labelled pixel, plus a margin: a
+    prediction in the air around the body stays in view."""
+    shown = image > image.min() + 1e-3
+    for label in labels:
+        shown = shown | (np.asarray(label) > 0)
+    rows, cols = np.nonzero(shown)
     if rows.size == 0:
         return slice(None), slice(None)
     h, w = image.shape
@@ -29,25 +34,35 @@ def _crop(image: np.ndarray, margin: int = 6) -> tuple[slice, slice]:
             slice(max(cols.min() - margin, 0), min(cols.max() + margin + 1, w)))
 
 
-def busiest_slice(label: np.ndarray) -> int:
-    """Index of the axial slice (last axis) with the most labelled voxels."""
-    return int(np.argmax(np.asarray(label).reshape(-1, label.shape[2]).astype(bool).sum(0)))
+_EDGES = {"top": (0.5, 0.97, "center", "top"), "bottom": (0.5, 0.03, "center", "bottom"),
+          "left": (0.03, 0.5, "left", "center"), "right": (0.97, 0.5, "right", "center")}
 
 
-def axial_view(volume: np.ndarray, z: int) -> np.ndarray:
-    """Axial slice ``z`` of an (X, Y, Z) RAS volume in radiological view: anterior up, patient's left on the right."""
-    return np.asarray(volume[:, :, z]).T[::-1]
+def _letters(ax: Axes, letters: Mapping[str, str]) -> None:
+    """Orientation letters at the edges of a panel (``{"top": "A", ...}``)."""
+    for edge, letter in letters.items():
+        x, y, ha, va = _EDGES[edge]
+        ax.text(x, y, letter, transform=ax.transAxes, ha=ha, va=va, color="white", fontsize=9, fontweight="bold")
 
 
-def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names: Sequence[str], title: str = "") -> bytes:
+def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names: Sequence[str], title: str = "",
+                letters: Mapping[str, str] | None = None) -> bytes:
+    """`overlay_figure` as PNG bytes."""
+    return _png(overlay_figure(image, panels, label_names, title, letters))
+
+
+def overlay_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names: Sequence[str], title: str = "",
+                   letters: Mapping[str, str] | None = None) -> Figure:
     """CT slice with one label map per panel drawn as organ contours, side by side.
 
     Args:
-        image: (H, W) normalised CT slice.
+        image: (H, W) normalised CT slice, as displayed (`hqctf.train.views.axial_view`).
         panels: panel title -> (H, W) integer label map (e.g. ground truth, each model's prediction).
         label_names: names indexed by label value; 0 is background and is not drawn.
+        title: figure title.
+        letters: orientation letter per edge, drawn on every panel (None: orientation unknown, none drawn).
     """
-    box = _crop(image)
+    box = overlay_box(image, list(panels.values()))
     fig = Figure(figsize=(3.6 * len(panels), 3.9))
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for ax, (name, labels) in zip(axes, panels.items()):
@@ -55,6 +70,8 @@ def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names
         for value in np.unique(labels[box]):
             if value > 0:
                 ax.contour(labels[box] == value, levels=[0.5], colors=[COLOURS[(value - 1) % len(COLOURS)]], linewidths=1.2)
+        if letters:
+            _letters(ax, letters)
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
     handles = [Line2D([], [], color=COLOURS[(v - 1) % len(COLOURS)], label=n) for v, n in enumerate(label_names) if v > 0]
@@ -62,7 +79,7 @@ def overlay_png(image: np.ndarray, panels: Mapping[str, np.ndarray], label_names
     if title:
         fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(bottom=0.1, top=0.86, wspace=0.05)
-    return _png(fig)
+    return fig
 
 
 def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training loss") -> bytes:

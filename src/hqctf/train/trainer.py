@@ -36,11 +36,13 @@ from ..qpg.bank import generators
 from ..qpg.diagnostics import weight_spectra
 from .config import ConfigError, TrainConfig, load_config
 from .distributed import World, all_mean, broadcast, setup, teardown
-from .figures import axial_view, busiest_slice, overlay_png, run_curves_png
+from .figures import run_curves_png
 from .loss import MarginalDiceCELoss
 from .models import build_model, logits_of, parameter_groups
+from .plausibility import RANGES_FILE, volume_ranges
 from .schedule import WarmupSchedule
 from .validate import summarise, validate_cases
+from .views import axial_overlay_png, busiest_slice, display_affine
 
 LOWER_IS_BETTER = ("hd95", "loss")
 CONFIG_FILE, CHECKPOINT_LAST, CHECKPOINT_BEST, SPLITS_FILE = "config.yaml", "last.pt", "best.pt", "splits.json"
@@ -167,6 +169,7 @@ class Trainer:
         if self.world.main:
             self.run.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run / CONFIG_FILE, yaml.safe_dump(self.config.to_dict(), sort_keys=False))
+            write_json_atomic(self.run / RANGES_FILE, volume_ranges(self.train_cases))  # checked by `hqctf predict`
             if not (self.run / SPLITS_FILE).is_file():
                 save_splits(self.run / SPLITS_FILE, self.splits)
         self.world.barrier()
@@ -389,11 +392,10 @@ class Trainer:
         names = ["background"] + [self.labels.get(v, f"label_{v}") for v in range(1, self.n_classes)]
         folder = self.run / "overlays"
         for case in self.val_cases[: self.config.validation.overlays]:
-            label = np.asarray(case.label)
-            z = busiest_slice(label)
-            view = lambda a: axial_view(a, z)  # noqa: E731
-            png = overlay_png(view(case.image), {"reference": view(label), "prediction": view(predictions[case.case_id])},
-                              names, title=f"{case.case_id}, slice {z}, epoch {self.epoch}")
+            label, affine = np.asarray(case.label), display_affine(case)
+            z = busiest_slice(label, affine)
+            panels = {"reference": label, "prediction": predictions[case.case_id]}
+            png = axial_overlay_png(case.image, panels, affine, z, names, f"{case.case_id}, slice {z}, epoch {self.epoch}")
             write_atomic(folder / f"{case.case_id}.png", png)
 
     def _summary(self) -> dict[str, Any]:
