@@ -1,10 +1,12 @@
-"""The README's data commands run as written, top to bottom (from a checkout beside ``shared/``)."""
+"""The README's data and circuit-budget commands run as written (the data commands from a checkout beside ``shared/``)."""
 
 import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -30,3 +32,14 @@ def test_bring_your_ct_commands_run_as_written(shared_data, tmp_path):
                                 text=True)
         assert result.returncode == 0, f"{command}: {result.stderr[-500:]}"
     assert (checkout / "Dataset003_IBSI" / "dataset.json").is_file() and (checkout / "splits.json").is_file()
+
+
+def test_circuit_budget_command_prints_the_readme_table(tmp_path):
+    pytest.importorskip("qiskit")
+    (command,) = _block("Circuits on hardware")
+    argv = shlex.split(command)
+    assert argv[:3] == ["hqctf", "circuits", "budget"]
+    result = subprocess.run([sys.executable, "-m", "hqctf", *argv[1:]], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, f"{command}: {result.stderr[-500:]}"
+    section = README.read_text().split("\n## Circuits on hardware\n", 1)[1].split("\n## ", 1)[0]
+    assert f"\n{result.stdout.strip()}\n" in section  # the README's table is what the command prints today
