@@ -5,7 +5,6 @@ import json
 import sys
 
 import pytest
-import torch
 
 from hqctf.cli import main
 from hqctf.infer.export import load_trained_model
@@ -114,7 +113,7 @@ def test_bad_counts(qpg_run, tmp_path, capsys):
         "missing layer": ({k: v for k, v in good.items() if k != first}, f"no counts for layer {first} channel 0"),
         "missing channel": ({**good, first: {k: v for k, v in good[first].items() if k != "1"}},
                             f"no counts for layer {first} channel 1 (1 of"),
-        "channel": ({**good, first: {**good[first], "99": {"0" * n: 1}}}, f"channel '99' is not one of 0.."),
+        "channel": ({**good, first: {**good[first], "99": {"0" * n: 1}}}, "channel '99' is not one of 0.."),
         "width": ({**good, first: {**good[first], "0": {"0" * (n + 1): 5}}},
                   f"layer {first} channel 0: bitstring '{'0' * (n + 1)}' is not {n} characters 0/1"),
         "negative": ({**good, first: {**good[first], "0": {"0" * n: -2}}}, "count -2 is not a finite number >= 0"),

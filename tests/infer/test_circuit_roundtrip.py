@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from hqctf.infer.circuits import GENERATOR_STATE, MANIFEST, circuit_budget, export_circuits, import_counts
+from hqctf.infer.circuits import GENERATOR_STATE, circuit_budget, export_circuits, import_counts
 from hqctf.infer.export import MODEL_JSON, load_run, load_trained_model
 from hqctf.qpg import merge
 from hqctf.qpg.circuits import measured_layers

@@ -31,7 +31,6 @@ from ..quantum.qiskit_circuit import BIT_ORDER, probabilities, require_qiskit, t
 from ..train.bundled import resolve_config_path
 from ..train.config import ConfigError, TrainConfig, load_config
 from ..train.models import build_model
-from ..train.trainer import resume_config
 from .export import check_export_format, load_trained_model, write_export
 
 MANIFEST = "manifest.json"
@@ -217,7 +216,6 @@ def circuit_budget(target: str | Path, shots: int = 1000, shot_rate: float = 100
     if Path(target).is_dir():
         if structures is not None or overrides:
             raise ConfigError(f"{target}: a run folder takes neither --structures nor --set (its own are used)")
-        resume_config(target)  # a one-line error for a folder that is not a run
         model, config, _ = load_trained_model(target)
     else:
         config = load_config(resolve_config_path(target), overrides)
