@@ -72,6 +72,33 @@ def _tiny_overrides(dataset, out, cache, mode="classical", **extra):
     return [f"{k}={v}" for k, v in values.items()]
 
 
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    """Function (mode, **overrides) -> folder of a tiny run of that mode trained for one epoch (each trained once
+    per session)."""
+    from hqctf.train.config import load_config
+    from hqctf.train.trainer import train_run
+
+    runs: dict[tuple, Path] = {}
+
+    def run(mode: str = "qpg", **extra) -> Path:
+        key = (mode, *sorted(extra.items()))
+        if key not in runs:
+            root = tmp_path_factory.mktemp(f"run-{mode}")
+            overrides = _tiny_overrides(tiny_dataset, root / "run", root / "cache", mode, **{"optim.epochs": 1, **extra})
+            train_run(load_config(None, overrides), progress=False)
+            runs[key] = root / "run"
+        return runs[key]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def qpg_run(tiny_run) -> Path:
+    """A tiny QPG run (RY circuits, the default generator) trained for one epoch."""
+    return tiny_run("qpg")
+
+
 def _rt_utils_masks(series: Path, rtstruct: Path, lps: np.ndarray, shape: tuple[int, int, int],
                     names: list[str]) -> tuple[dict, int]:
     """ROIs ``names`` of an RTSTRUCT rasterised independently by rt-utils, in the reader's (X, Y, Z) layout

@@ -58,8 +58,7 @@ def checkout(shared_data, tmp_path):
 @pytest.mark.slow
 def test_every_command_block_runs_top_to_bottom(checkout):
     blocks = _blocks("bash")
-    assert [h for h, _ in blocks] == ["Bring your CT", "Train, evaluate, compare", "Train, evaluate, compare",
-                                      "Train, evaluate, compare"]
+    assert [h for h, _ in blocks] == ["Bring your CT", *["Train, evaluate, compare"] * 3, "Circuits on hardware"]
     for _, body in blocks:
         for argv in _commands(body):
             command = shlex.join(argv)
@@ -82,3 +81,14 @@ def test_python_blocks_run(tmp_path):
     for _, body in blocks:
         result = subprocess.run([sys.executable, "-c", body], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-800:]
+
+
+def test_circuit_budget_command_prints_the_readme_table(tmp_path):
+    pytest.importorskip("qiskit")
+    ((heading, body),) = [b for b in _blocks("bash") if b[0] == "Circuits on hardware"]
+    (argv,) = _commands(body)
+    assert argv[:3] == ["hqctf", "circuits", "budget"]
+    result = subprocess.run([sys.executable, "-m", "hqctf", *argv[1:]], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, f"{shlex.join(argv)}: {result.stderr[-500:]}"
+    section = README.read_text().split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    assert f"\n{result.stdout.strip()}\n" in section  # the README's table is what the command prints today

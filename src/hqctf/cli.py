@@ -43,7 +43,89 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_train_commands(commands)
     _add_bench_command(commands)
+    _add_circuits_command(commands)
     return parser
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser, formats: bool = True) -> None:
+    """RUN, --checkpoint and (with ``formats``) the merged network's --format."""
+    parser.add_argument("run", metavar="RUN", help="run folder")
+    if formats:
+        parser.add_argument("--format", default="torchscript", choices=("torchscript", "onnx", "state_dict"),
+                            help="(default: %(default)s)")
+    parser.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
+
+
+def _add_circuits_command(commands: argparse._SubParsersAction) -> None:
+    circuits = commands.add_parser(
+        "circuits", help="a run's QPG circuits for hardware: OpenQASM 3 export, counts import, cost budget",
+        description="Hand a run's QPG circuits to other quantum tools or hardware and back (needs the quantum "
+        'extra: pip install "hqctf[quantum]").')
+    verbs = circuits.add_subparsers(dest="verb", required=True, metavar="VERB")
+    export = verbs.add_parser("export", help="every QPG circuit as OpenQASM 3, with manifest.json",
+                              description="Write DIR/LAYER/CHANNEL.qasm (OpenQASM 3, Qiskit's exporter, every qubit "
+                              "measured) per circuit, manifest.json (per layer: channels, qubits, layers, gates, "
+                              "angles, bit order, counts format) and generators.pt (each layer's generator state "
+                              "without its angles).")
+    _add_run_arguments(export, formats=False)
+    export.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    counts = verbs.add_parser("import-counts", help="weights from measured counts: a merged network as hqctf export",
+                              description="Read counts {layer: {channel: {bitstring: count}}} (Qiskit bit order; "
+                              "exact probabilities work too) from a JSON file or a folder of them, generate the "
+                              "weights with the run's mapping networks and write the merged network as hqctf "
+                              "export does.")
+    _add_run_arguments(counts)
+    counts.add_argument("--counts", required=True, metavar="FILE_OR_DIR", help="counts JSON, or a folder of them")
+    counts.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    budget = verbs.add_parser("budget", help="circuit executions, shots and shot time of training on hardware",
+                              description="Per QPG layer and in total: circuits, qubits, gates, depth, executions "
+                              "per training step (forward and parameter-shift gradient) and per epoch, shots and "
+                              "shot time per epoch.")
+    budget.add_argument("target", metavar="RUN|CONFIG",
+                        help="run folder, training YAML or bundled config (e.g. openkbp-2d)")
+    budget.add_argument("--shots", type=int, default=1000, help="shots per execution (default: %(default)s)")
+    budget.add_argument("--shot-rate", type=float, default=1000.0, metavar="HZ",
+                        help="shots per second of the device (default: %(default)s)")
+    budget.add_argument("--structures", type=int, default=None, metavar="N",
+                        help="configs: structures segmented, background excluded (default: the config's or "
+                             "dataset's labels)")
+    budget.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="configs: override a config value, repeatable")
+    budget.add_argument("--markdown", action="store_true", help="a Markdown table (e.g. for a README)")
+
+
+def _run_circuits(args: argparse.Namespace) -> int:
+    if args.verb == "export":
+        from .infer.circuits import export_circuits
+
+        manifest = export_circuits(args.run, args.output, checkpoint=args.checkpoint)
+        print(f"wrote the circuits and {manifest}")
+        return 0
+    if args.verb == "import-counts":
+        from .infer.circuits import import_counts
+        from .infer.export import MODEL_JSON
+
+        model = import_counts(args.run, args.counts, args.output, format=args.format, checkpoint=args.checkpoint)
+        print(f"wrote {model} and {model.parent / MODEL_JSON}")
+        return 0
+    from .infer.circuits import budget_rows, budget_summary, circuit_budget
+
+    result = circuit_budget(args.target, shots=args.shots, shot_rate=args.shot_rate, structures=args.structures,
+                            overrides=args.overrides)
+    rows = budget_rows(result)
+    if args.markdown:
+        from .train.evaluate import markdown_table
+
+        print(markdown_table(rows) + "\n" + budget_summary(result))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*rows[0], caption=budget_summary(result))
+    for row in rows:
+        table.add_row(*row.values())
+    Console(width=None if sys.stdout.isatty() else 10_000).print(table)
+    return 0
 
 
 def _add_bench_command(commands: argparse._SubParsersAction) -> None:
@@ -95,11 +177,8 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
                                  description="Merge the generated weights into a plain MONAI network and write it as "
                                  "TorchScript, ONNX or a state_dict, with hqctf-model.json (labels, preprocessing, "
                                  "spacing, orientation, patch size).")
-    export.add_argument("run", metavar="RUN", help="run folder")
-    export.add_argument("--format", default="torchscript", choices=("torchscript", "onnx", "state_dict"),
-                        help="(default: %(default)s)")
+    _add_run_arguments(export)
     export.add_argument("-o", "--output", default=None, metavar="DIR", help="(default: RUN/export-FORMAT)")
-    export.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
     predict = commands.add_parser("predict", help="label new patients: NIfTI on the input grid, DICOM RTSTRUCT",
                                   description="Predict a NIfTI file, a folder of NIfTI images (e.g. imagesTs) or a "
                                   "DICOM CT series, or PNG slices (images/*.png), with a run folder or an exported "
@@ -158,6 +237,8 @@ def _run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.command == "bench":
         return _run_bench(args, argv)
+    if args.command == "circuits":
+        return _run_circuits(args)
     if args.command == "compare":
         from .train.evaluate import compare_runs, markdown_table
 
@@ -317,14 +398,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``hqctf`` console script; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
-    if args.command in ("train", "evaluate", "compare", "export", "predict", "bench"):
+    if args.command in ("train", "evaluate", "compare", "export", "predict", "bench", "circuits"):
         from .data.errors import DataError
         from .train.config import ConfigError
 
         try:
             return _run_train(args, argv)
         except (ConfigError, DataError, OSError, FloatingPointError) as exc:
-            print(f"hqctf {args.command}: error: {exc}", file=sys.stderr)
+            verb = f" {args.verb}" if args.command == "circuits" else ""
+            print(f"hqctf {args.command}{verb}: error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print(f"hqctf {args.command}: interrupted", file=sys.stderr)

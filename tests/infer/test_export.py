@@ -14,15 +14,6 @@ from hqctf.cli import main
 from hqctf.infer.export import MODEL_JSON, load_run
 from hqctf.train.config import load_config
 from hqctf.train.models import build_model, logits_of
-from hqctf.train.trainer import train_run
-
-
-@pytest.fixture(scope="module")
-def qpg_run(tiny_dataset, tiny_overrides, tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    train_run(load_config(None, tiny_overrides(tiny_dataset, root / "run", root / "cache", "qpg",
-                                               **{"optim.epochs": 1})), progress=False)
-    return root / "run"
 
 
 LOADERS = {

@@ -39,6 +39,14 @@ def require_onnx(module: str, what: str) -> None:
         raise ConfigError(f'{what} needs {module}, which is not installed: pip install "hqctf[onnx]"') from None
 
 
+def check_export_format(format: str) -> None:
+    """Raise a one-line `ConfigError` for an unknown format, or for ONNX without the ``onnx`` extra."""
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(f"--format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    if format == "onnx":
+        require_onnx("onnx", "--format onnx")
+
+
 class LogitsOnly(nn.Module):
     """The network with a single tensor output (UNet++ returns a list of heads)."""
 
@@ -52,6 +60,13 @@ class LogitsOnly(nn.Module):
 
 def load_run(run: str | Path, checkpoint: str = "best") -> tuple[nn.Module, TrainConfig, dict[int, str]]:
     """A run's network with its generated weights merged in (a plain MONAI module), its config and labels."""
+    model, config, labels = load_trained_model(run, checkpoint)
+    plain = merge(model) if config.mode.name in GENERATED_MODES else model
+    return plain.eval(), config, labels
+
+
+def load_trained_model(run: str | Path, checkpoint: str = "best") -> tuple[nn.Module, TrainConfig, dict[int, str]]:
+    """A run's network as trained (generators still in place, in eval mode), its config and labels."""
     run = Path(run)
     config = resume_config(run)
     path = run / (CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST)
@@ -61,9 +76,7 @@ def load_run(run: str | Path, checkpoint: str = "best") -> tuple[nn.Module, Trai
     labels = {int(k): str(v) for k, v in state["labels"].items()}
     model = build_model(config.model, config.mode, max(labels, default=0) + 1)
     model.load_state_dict(state["model"])
-    model.eval()
-    plain = merge(model) if config.mode.name in GENERATED_MODES else model
-    return plain.eval(), config, labels
+    return model.eval(), config, labels
 
 
 def _architecture(net: nn.Module, config: TrainConfig, out_channels: int) -> dict[str, Any]:
@@ -84,13 +97,10 @@ def export_run(run: str | Path, out_dir: str | Path, format: str = "torchscript"
         format: ``torchscript`` (traced), ``onnx`` (dynamic batch and spatial axes) or ``state_dict``.
         checkpoint: ``best`` or ``last``.
     """
-    if format not in EXPORT_FORMATS:
-        raise ConfigError(f"--format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
-    if format == "onnx":
-        require_onnx("onnx", "--format onnx")
+    check_export_format(format)
     net, config, labels = load_run(run, checkpoint)
     with output_folder(out_dir) as out:
-        return _write_export(net, config, labels, run, out, format, checkpoint)
+        return write_export(net, config, labels, run, out, format, checkpoint)
 
 
 @contextmanager
@@ -109,9 +119,10 @@ def _known_export_warnings_ignored() -> Iterator[None]:
         yield
 
 
-def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], run: str | Path, out: Path,
-                  format: str, checkpoint: str) -> Path:
-    """Write the model file and ``hqctf-model.json`` of `export_run` into the existing folder ``out``."""
+def write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], run: str | Path, out: Path,
+                 format: str, checkpoint: str, extra: dict[str, Any] | None = None) -> Path:
+    """Write the model file and ``hqctf-model.json`` of `export_run` into the existing folder ``out`` (``extra``:
+    more entries for the JSON)."""
     n_out = max(labels, default=0) + 1
     example = torch.zeros(1, 1, *config.data.patch_size)
     wrapped = LogitsOnly(net).eval()
@@ -142,6 +153,7 @@ def _write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], r
         "overlap": config.validation.overlap, "orientation": config.data.preprocess.orientation,
         "spacing": list(config.data.preprocess.spacing) if config.data.preprocess.spacing else None,
         "volume_ranges": read_ranges(run),  # training labels' size per structure, for predict's flags
+        **(extra or {}),
     }
     write_json_atomic(out / MODEL_JSON, meta)
     return target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -66,17 +67,32 @@ def wrap(model: nn.Module, config: TargetConfig) -> nn.Module:
     return model
 
 
-def merge(model: nn.Module, inplace: bool = False) -> nn.Module:
+def merge(model: nn.Module, inplace: bool = False, measured: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
     """A plain model (same class, no hqctf parts or hooks) with the generated weights written in.
 
     Its state_dict loads into a freshly built, unwrapped model of the same architecture.
+
+    Args:
+        measured: per QPG circuit layer, its circuits' probabilities (C_out, 2^n) to generate the weights from
+            instead of simulating them (e.g. estimated from hardware counts).
     """
     if not generators(model):
         raise TargetError("model has no generated weights to merge")
     if not inplace:
         model = copy.deepcopy(model)
+    gens = generators(model)
+    measured = dict(measured or {})
+    for name, probs in measured.items():
+        gen = gens.get(name)
+        if not isinstance(gen, QPGGenerator) or not gen.uses_circuit or gen.circuit_output != "probs":
+            raise TargetError(f"measured probabilities for {name!r}, which is not a QPG layer of measured circuits")
+        if tuple(probs.shape) != (gen.rows, 1 << gen.spec.n_qubits):
+            raise TargetError(f"{name}: measured probabilities of shape {tuple(probs.shape)}, expected "
+                              f"({gen.rows}, {1 << gen.spec.n_qubits})")
     with torch.no_grad():
-        weights = generate(generators(model))
+        weights = generate({name: gen for name, gen in gens.items() if name not in measured})
+        for name, probs in measured.items():
+            weights[name] = gens[name].weight(probs.to(gens[name].angles))
     for name, weight in weights.items():
         layer = model.get_submodule(name)
         del layer.weight

@@ -6,6 +6,7 @@ Every field has help text; unknown keys and bad choices fail at start with the v
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -164,6 +165,11 @@ class TrainConfig:
         if not 0.0 <= self.data.foreground_fraction <= 1.0:
             raise ConfigError(f"data.foreground_fraction must be in [0, 1], got {self.data.foreground_fraction}")
         return self
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch: ``data.samples_per_epoch / optim.batch_size``, rounded up."""
+        return math.ceil(self.data.samples_per_epoch / self.optim.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists), as saved in the run folder's ``config.yaml``."""

@@ -223,7 +223,7 @@ class Trainer:
         if self.batch * self.world.size != self.config.optim.batch_size:
             raise ConfigError(f"optim.batch_size {self.config.optim.batch_size} must be divisible by the "
                               f"{self.world.size} processes")
-        self.steps_per_epoch = math.ceil(self.config.data.samples_per_epoch / self.config.optim.batch_size)
+        self.steps_per_epoch = self.config.steps_per_epoch
         self.schedule = WarmupSchedule(self.optimizer, self.steps_per_epoch * self.config.optim.epochs,
                                        self.steps_per_epoch * self.config.optim.warmup_epochs, self.config.optim.schedule)
         self.loss_fn = MarginalDiceCELoss()
