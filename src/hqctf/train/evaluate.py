@@ -72,9 +72,10 @@ def measured_config(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
     device, shots, noise, engine); what was trained stays as it is."""
     if not overrides:
         return config
+    overrides = [item.removeprefix("mode.") for item in overrides]  # qpg.shots or, as in training, mode.qpg.shots
     for item in overrides:
         key = item.partition("=")[0]
-        if key.removeprefix("qpg.") not in MEASUREMENT_KEYS or not key.startswith("qpg."):
+        if not key.startswith("qpg.") or key.removeprefix("qpg.") not in MEASUREMENT_KEYS:
             raise ConfigError(f"--set {key}: evaluate overrides only how circuits are measured: "
                               f"{', '.join('qpg.' + k for k in MEASUREMENT_KEYS)}")
     if config.mode.name not in QPG_MODES:
@@ -86,7 +87,8 @@ def measured_config(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
 def evaluation_folder(run: str | Path, split: str, overrides: Sequence[str] = ()) -> Path:
     """``RUN/evaluation/SPLIT``, or with measurement overrides ``RUN/evaluation/SPLIT+KEY=VALUE+...`` (so the
     exact results are kept beside them)."""
-    name = "+".join([split, *(re.sub(r"[^A-Za-z0-9._=,-]", "_", item.removeprefix("qpg.")) for item in overrides)])
+    keys = (item.removeprefix("mode.").removeprefix("qpg.") for item in overrides)
+    name = "+".join([split, *(re.sub(r"[^A-Za-z0-9._=,-]", "_", item) for item in keys)])
     return Path(run) / "evaluation" / name
 
 
