@@ -79,8 +79,8 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar (the log file is still written)")
     evaluate = commands.add_parser("evaluate", help="per-case Dice, IoU, HD95 and surface Dice of a trained run",
                                    description="Predict a split of a dataset with a run's checkpoint and write "
-                                   "per-case and summary tables (CSV and Markdown) under RUN/evaluation/SPLIT/ (with --set: "
-                                   "RUN/evaluation/SPLIT+KEY=VALUE.../).")
+                                   "per-case and summary tables (CSV and Markdown) under RUN/evaluation/SPLIT/ "
+                                   "(with --set: RUN/evaluation/SPLIT+KEY=VALUE.../).")
     evaluate.add_argument("run", metavar="RUN", help="run folder")
     evaluate.add_argument("--data", default=None, metavar="PATH", help="dataset (default: the run's data.path)")
     evaluate.add_argument("--split", default="test", choices=("test", "val", "train", "all"),

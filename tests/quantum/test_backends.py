@@ -82,9 +82,12 @@ def test_bad_requests(monkeypatch):
         ({"readout": (0.1, 1.5, 0)}, r"readout_error must be a probability in \[0, 1\], got 1.5"),
         ({"depolarizing": -0.1}, r"depolarizing must be a probability in \[0, 1\], got -0.1"),
         ({"readout": (0.1, 0.1)}, "readout_error has 2 entries, but the circuits have 3 qubits"),
-        ({"backend": "pennylane", "device": "no.such.device"}, "unknown PennyLane device 'no.such.device'.*installed: .*default.qubit"),
-        ({"backend": "pennylane", "device": qml.device("default.qubit", wires=2)}, "default.qubit has 2 wires; these circuits need 3"),
-        ({"backend": "pennylane", "device": "default.qubit", "depolarizing": 0.1}, "default.qubit: .*DepolarizingChannel.*needs a mixed-state device such as default.mixed"),
+        ({"backend": "pennylane", "device": "no.such.device"},
+         "unknown PennyLane device 'no.such.device'.*installed: .*default.qubit"),
+        ({"backend": "pennylane", "device": qml.device("default.qubit", wires=2)},
+         "default.qubit has 2 wires; these circuits need 3"),
+        ({"backend": "pennylane", "device": "default.qubit", "depolarizing": 0.1},
+         "default.qubit: .*DepolarizingChannel.*needs a mixed-state device such as default.mixed"),
         ({"backend": "qiskit", "device": "stabiliser"}, "unknown Aer method 'stabiliser'"),
         ({"backend": "qiskit", "device": "statevector", "depolarizing": 0.1}, "need Aer method density_matrix"),
     ]
@@ -95,5 +98,5 @@ def test_bad_requests(monkeypatch):
     for module, backend in (("pennylane", "pennylane"), ("qiskit_aer", "qiskit")):
         with monkeypatch.context() as patch:
             patch.setitem(sys.modules, module, None)  # what an environment without the package imports
-            with pytest.raises(BackendError, match=rf'backend {backend} needs {module}.*pip install "hqctf\[quantum\]"'):
-                probabilities(angles, CircuitSpec(2, 1), backend=backend)
+            with pytest.raises(BackendError, match=rf'backend {backend} needs {module}.*"hqctf\[quantum\]"'):
+                probabilities(angles, spec, backend=backend)

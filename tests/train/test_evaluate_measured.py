@@ -27,7 +27,8 @@ def run(tiny_dataset, tiny_overrides, tmp_path_factory):
 
 
 def _dice(folder) -> float:
-    return float(next(r for r in csv.DictReader((folder / "summary.csv").open()) if r["structure"] == "mean")["dice_mean"])
+    rows = csv.DictReader((folder / "summary.csv").open())
+    return float(next(r for r in rows if r["structure"] == "mean")["dice_mean"])
 
 
 def _weights(run, overrides: list[str]) -> dict[str, torch.Tensor]:

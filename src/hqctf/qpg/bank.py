@@ -43,8 +43,8 @@ def _measure(angles: torch.Tensor, spec: CircuitSpec, config: QPGConfig, output:
     (another back-end, or noise) `hqctf.quantum.backends.probabilities`."""
     if config.measured:
         return probabilities(angles, spec, backend=config.backend, device=config.device, shots=config.shots,
-                             readout=config.readout_error, depolarizing=config.depolarizing, backward=config.backward, max_block=config.max_block,
-                             engine=config.engine)
+                             readout=config.readout_error, depolarizing=config.depolarizing,
+                             backward=config.backward, max_block=config.max_block, engine=config.engine)
     measured = simulate(angles, spec, backward=config.backward, max_block=config.max_block, engine=config.engine,
                         output=output)
     return sample_probabilities(measured, config.shots) if config.shots else measured

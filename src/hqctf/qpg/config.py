@@ -95,7 +95,8 @@ class QPGConfig(TargetConfig):
     shots: int | None = field(default=None, metadata={"help": "finite-shot estimation (None: exact)"})
     backend: str = field(default="builtin", metadata={"help": f"where circuits run: one of {BACKENDS}"})
     device: str | None = field(default=None, metadata={"help": "PennyLane device, or Aer method for qiskit"})
-    readout_error: float | tuple[float, ...] = field(default=0.0, metadata={"help": "readout flip probability (per qubit)"})
+    readout_error: float | tuple[float, ...] = field(default=0.0,
+                                                     metadata={"help": "readout flip probability (per qubit)"})
     depolarizing: float = field(default=0.0, metadata={"help": "depolarising probability after each gate"})
     backward: str = field(default="adjoint", metadata={"help": "adjoint, autograd or checkpoint"})
     max_block: int = field(default=5, metadata={"help": "qubits per fused Kronecker block (torch engine)"})

@@ -62,9 +62,11 @@ def _simulator(method: str | None, n: int, sampled: bool, readout: tuple[float, 
     if method is None:
         method = "density_matrix" if depolarizing and not sampled else "automatic"
     if method not in METHODS:
-        raise BackendError(f"unknown Aer method {method!r} for backend qiskit (qpg.device); choose from {list(METHODS)}")
+        raise BackendError(f"unknown Aer method {method!r} for backend qiskit (qpg.device); "
+                           f"choose from {list(METHODS)}")
     if depolarizing and not sampled and method != "density_matrix":
-        raise BackendError(f"exact probabilities with depolarising noise need Aer method density_matrix, not {method!r}")
+        raise BackendError(f"exact probabilities with depolarising noise need Aer method density_matrix, "
+                           f"not {method!r}")
     simulator = aer.AerSimulator(method=method, noise_model=_noise_model(n, readout if sampled else (), depolarizing))
     if simulator.num_qubits < n:
         raise BackendError(f"Aer method {method} simulates at most {simulator.num_qubits} qubits here; "
@@ -122,6 +124,7 @@ def probabilities(angles: torch.Tensor, spec: CircuitSpec, method: str | None, s
                   readout: float | Sequence[float], depolarizing: float) -> torch.Tensor:
     """Probabilities (C, 2^n) from Aer: exact (statevector, or density matrix with depolarising noise; readout
     error then applied exactly) or from ``shots`` measurements (readout error in the Aer noise model)."""
+    require("qiskit_aer", "qiskit")  # also when a cached simulator would do: the error names the extra at once
     errors = tuple(noise.per_qubit(readout, spec.n_qubits))
     run = _runner(spec, method, shots, errors, float(depolarizing))
     probs = _ShiftRule.apply(angles.reshape(angles.shape[0], -1), run)
