@@ -9,7 +9,7 @@ import torch
 
 from hqctf.cli import main
 from hqctf.qpg.bank import generate, generators
-from hqctf.train.config import load_config
+from hqctf.train.config import ConfigError, load_config
 from hqctf.train.evaluate import measured_config
 from hqctf.train.models import build_model
 from hqctf.train.trainer import CHECKPOINT_BEST, resume_config, train_run
@@ -77,3 +77,10 @@ def test_bad_overrides_exit_2_and_write_nothing(run, capsys, monkeypatch, overri
     assert err.count("\n") == 1 and re.search(message, err), err
     after = sorted(p.name for p in (run / "evaluation").iterdir()) if (run / "evaluation").is_dir() else []
     assert after == before
+
+
+@pytest.mark.parametrize("mode", ["classical", "hyper", "lora"])
+def test_overrides_need_circuits(mode):
+    config = load_config(None, ["data.path=x", f"mode.name={mode}"])
+    with pytest.raises(ConfigError, match=f"this run's mode {mode} has no circuits to measure"):
+        measured_config(config, ["qpg.shots=10"])

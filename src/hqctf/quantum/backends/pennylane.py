@@ -51,10 +51,21 @@ def _ops(qml: Any, spec: CircuitSpec, params: torch.Tensor, wires: list, depolar
     return ops
 
 
+def _diff_method(qml: Any, dev: Any, tape: Any) -> str:
+    """Backprop, else adjoint, where the device offers it for this circuit (never with shots: samples have no
+    derivative), else parameter shift (e.g. lightning.qubit, whose adjoint method does not return probabilities)."""
+    if tape.shots:
+        return "parameter-shift"
+    for method in ("backprop", "adjoint"):
+        if dev.supports_derivatives(qml.devices.ExecutionConfig(gradient_method=method), tape):
+            return method
+    return "parameter-shift"
+
+
 def probabilities(angles: torch.Tensor, spec: CircuitSpec, device: Any, shots: int | None,
                   depolarizing: float) -> torch.Tensor:
     """Probabilities (C, 2^n) from a PennyLane device, one tape per circuit executed as one batch; gradients by
-    backprop where the device offers it and no shots are taken, else by parameter shift. (No parameter
+    backprop or adjoint where the device offers them, else by parameter shift (`_diff_method`). (No parameter
     broadcasting: PennyLane's parameter-shift does not differentiate broadcast tapes, and default.mixed's
     backprop gets broadcast U3 gradients wrong.)"""
     qml = require("pennylane", "pennylane")
@@ -64,9 +75,8 @@ def probabilities(angles: torch.Tensor, spec: CircuitSpec, device: Any, shots: i
     flat = angles.reshape(angles.shape[0], -1).to("cpu", torch.float64)
     measure = [qml.probs(wires=wires)]
     tapes = [qml.tape.QuantumScript(_ops(qml, spec, row, wires, depolarizing), measure, shots=shots) for row in flat]
-    backprop = shots is None and dev.supports_derivatives(qml.devices.ExecutionConfig(gradient_method="backprop"))
     try:
-        probs = torch.stack(list(qml.execute(tapes, dev, diff_method="backprop" if backprop else "parameter-shift")))
+        probs = torch.stack(list(qml.execute(tapes, dev, diff_method=_diff_method(qml, dev, tapes[0]))))
     except _device_error(qml) as exc:
         raise BackendError(f"PennyLane device {dev.name}: {str(exc).splitlines()[0]}"
                            + ("; depolarising noise needs a mixed-state device such as default.mixed"
