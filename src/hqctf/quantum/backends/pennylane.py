@@ -27,6 +27,9 @@ def _named_device(name: str, n_qubits: int) -> Any:
         installed = ", ".join(sorted(qml.plugin_devices))
         raise BackendError(f"unknown PennyLane device {name!r} (its plugin may not be installed); installed: "
                            f"{installed}") from None
+    except Exception as exc:  # a plugin's own refusal, e.g. more wires than its hardware has
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BackendError(f"PennyLane device {name!r} cannot be made with {n_qubits} wires: {first}") from None
 
 
 def device_for(device: Any, n_qubits: int, depolarizing: float) -> Any:
