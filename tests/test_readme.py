@@ -58,10 +58,12 @@ def checkout(shared_data, tmp_path):
 @pytest.mark.slow
 def test_every_command_block_runs_top_to_bottom(checkout):
     blocks = _blocks("bash")
-    assert [h for h, _ in blocks] == ["Bring your CT", *["Train, evaluate, compare"] * 3, "Circuits on hardware"]
+    assert [h for h, _ in blocks] == ["Bring your CT", *["Train, evaluate, compare"] * 4, "Circuits on hardware"]
     for _, body in blocks:
         for argv in _commands(body):
             command = shlex.join(argv)
+            if argv[:2] == ["pip", "install"]:  # this environment has the test extra, which holds every other
+                continue
             assert argv[0] == "hqctf", command
             start = time.perf_counter()
             result = subprocess.run([sys.executable, "-m", "hqctf", *_shortened(argv)[1:], *(

@@ -161,12 +161,17 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true", help="no progress bar (the log file is still written)")
     evaluate = commands.add_parser("evaluate", help="per-case Dice, IoU, HD95 and surface Dice of a trained run",
                                    description="Predict a split of a dataset with a run's checkpoint and write "
-                                   "per-case and summary tables (CSV and Markdown) under RUN/evaluation/SPLIT/.")
+                                   "per-case and summary tables (CSV and Markdown) under RUN/evaluation/SPLIT/ "
+                                   "(with --set: RUN/evaluation/SPLIT+KEY=VALUE.../).")
     evaluate.add_argument("run", metavar="RUN", help="run folder")
     evaluate.add_argument("--data", default=None, metavar="PATH", help="dataset (default: the run's data.path)")
     evaluate.add_argument("--split", default="test", choices=("test", "val", "train", "all"),
                           help="cases to evaluate (default: %(default)s)")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "last"), help="(default: %(default)s)")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[], metavar="qpg.KEY=VALUE",
+                          help="measure the trained circuits another way, repeatable: qpg.backend, qpg.device, "
+                          "qpg.shots, qpg.readout_error, qpg.depolarizing, qpg.engine (results under "
+                          "RUN/evaluation/SPLIT+KEY=VALUE...)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare = commands.add_parser("compare", help="side-by-side table of several runs",
                                   description="Mode, trainable parameters and metrics (mean ± sd over cases) of runs.")
@@ -264,14 +269,14 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"wrote {model} and {model.parent / MODEL_JSON}")
         return 0
     if args.command == "evaluate":
-        from .train.evaluate import evaluate_run, mean_sd
+        from .train.evaluate import evaluate_run, evaluation_folder, mean_sd
 
         _, summary = evaluate_run(args.run, data=args.data, split=args.split, checkpoint=args.checkpoint,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, overrides=args.overrides)
         mean = summary["mean"]
         print(f"{args.run}: {args.split} ({mean['n']} cases) Dice {mean_sd(mean['dice_mean'], mean['dice_sd'])}, "
               f"HD95 {mean_sd(mean['hd95_mean'], mean['hd95_sd'], 2)} mm; tables in "
-              f"{Path(args.run) / 'evaluation' / args.split}")
+              f"{evaluation_folder(args.run, args.split, args.overrides)}")
         return 0
     if args.nproc > 1:
         return _relaunch(args, argv)

@@ -12,7 +12,9 @@ from collections import defaultdict
 import torch
 from torch import nn
 
-from ..quantum import sample_probabilities, simulate
+from ..quantum import CircuitSpec, sample_probabilities, simulate
+from ..quantum.backends import probabilities
+from .config import QPGConfig
 from .generator import QPGGenerator
 from .lowrank import LoRAGenerator, LowRankGenerator
 
@@ -30,22 +32,38 @@ def generators(model: nn.Module) -> dict[str, nn.Module]:
     return found
 
 
+def _measure_key(config: QPGConfig) -> tuple:
+    """The settings that decide how a generator's circuits are measured (equal keys share one batch)."""
+    return (config.backward, config.max_block, config.engine, config.shots, config.backend, config.device,
+            config.readout_error, config.depolarizing)
+
+
+def _measure(angles: torch.Tensor, spec: CircuitSpec, config: QPGConfig, output: str) -> torch.Tensor:
+    """What a batch of circuits measures under ``config``: the builtin simulator's exact or sampled path, or
+    (another back-end, or noise) `hqctf.quantum.backends.probabilities`."""
+    if config.measured:
+        return probabilities(angles, spec, backend=config.backend, device=config.device, shots=config.shots,
+                             readout=config.readout_error, depolarizing=config.depolarizing,
+                             backward=config.backward, max_block=config.max_block, engine=config.engine)
+    measured = simulate(angles, spec, backward=config.backward, max_block=config.max_block, engine=config.engine,
+                        output=output)
+    return sample_probabilities(measured, config.shots) if config.shots else measured
+
+
 def generate(gens: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
-    """Every generated weight, keyed by layer name; equal circuits are simulated in one batch."""
+    """Every generated weight, keyed by layer name; equal circuits (and measurement settings) are simulated in one
+    batch."""
     weights: dict[str, torch.Tensor] = {}
     groups: dict[tuple, list[str]] = defaultdict(list)
     for name, gen in gens.items():
         if isinstance(gen, QPGGenerator) and gen.uses_circuit:
-            c = gen.config
-            groups[(gen.spec, c.backward, c.max_block, c.engine, c.shots, gen.circuit_output)].append(name)
+            groups[(gen.spec, _measure_key(gen.config), gen.circuit_output)].append(name)
         else:
             weights[name] = gen()
-    for (spec, backward, max_block, engine, shots, output), names in groups.items():
+    for (spec, _, output), names in groups.items():
         members = [gens[n] for n in names]
         angles = torch.cat([g.angles for g in members]) if len(members) > 1 else members[0].angles
-        measured = simulate(angles, spec, backward=backward, max_block=max_block, engine=engine, output=output)
-        if shots:
-            measured = sample_probabilities(measured, shots)
+        measured = _measure(angles, spec, members[0].config, output)
         for name, gen, m in zip(names, members, measured.split([g.rows for g in members])):
             weights[name] = gen.weight(m)
     return {name: weights[name] for name in gens}

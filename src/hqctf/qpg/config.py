@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..compiled import ENGINES
+from ..quantum.backends import BACKENDS
+from ..quantum.noise import check_probability
 
 TRANSFORMS = ("scaled", "qt", "sqrt", "log", "amplitude")
 COMMONS = ("balance", "subtract", "learned", "none")
@@ -59,7 +62,13 @@ class QPGConfig(TargetConfig):
         residual: W = W0 + generated, W0 the classical random init kept frozen (its own mode, never QPG).
         min_compression: layers whose generator would not have at least this many times fewer trainable
             parameters than the layer has weights stay classical (``trainable_report`` says so).
-        shots: estimate probabilities from this many measurements per circuit (None: exact).
+        shots: estimate probabilities from this many measurements per circuit (None: exact), on every back-end.
+        backend: where the circuits run: ``builtin`` (hqctf's simulator), ``pennylane`` (any PennyLane device)
+            or ``qiskit`` (Qiskit Aer); the last two need ``pip install "hqctf[quantum]"``.
+        device: the PennyLane device name (default ``default.qubit``, or ``default.mixed`` with depolarising
+            noise), or for qiskit the Aer method (default ``automatic``); unused by builtin.
+        readout_error: probability that reading a qubit flips it: one number for every qubit or one per qubit.
+        depolarizing: probability of a depolarising channel on each qubit a gate acts on, after every gate.
         backward: simulator backward, ``adjoint``, ``autograd`` or ``checkpoint``.
         max_block: qubits fused into one Kronecker block by the simulator's torch engine.
         engine: simulator engine, ``auto`` (compiled CPU engine where it applies, else torch), ``native`` or ``torch``.
@@ -84,6 +93,11 @@ class QPGConfig(TargetConfig):
     residual: bool = field(default=False, metadata={"help": "W = frozen random W0 + generated (its own mode)"})
     min_compression: float = field(default=1.0, metadata={"help": "keep a layer classical unless its generator is this many times smaller"})
     shots: int | None = field(default=None, metadata={"help": "finite-shot estimation (None: exact)"})
+    backend: str = field(default="builtin", metadata={"help": f"where circuits run: one of {BACKENDS}"})
+    device: str | None = field(default=None, metadata={"help": "PennyLane device, or Aer method for qiskit"})
+    readout_error: float | tuple[float, ...] = field(default=0.0,
+                                                     metadata={"help": "readout flip probability (per qubit)"})
+    depolarizing: float = field(default=0.0, metadata={"help": "depolarising probability after each gate"})
     backward: str = field(default="adjoint", metadata={"help": "adjoint, autograd or checkpoint"})
     max_block: int = field(default=5, metadata={"help": "qubits per fused Kronecker block (torch engine)"})
     engine: str = field(default="auto", metadata={"help": "simulator engine: auto, native or torch"})
@@ -93,8 +107,16 @@ class QPGConfig(TargetConfig):
                              ("init", INITS)):
             if getattr(self, key) not in choices:
                 raise ValueError(f"unknown {key} {getattr(self, key)!r}; choose from {list(choices)}")
-        if self.transform == "amplitude" and self.shots:
-            raise ValueError("transform 'amplitude' is not measurable, so it cannot be estimated from shots")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {self.backend!r}; choose from {list(BACKENDS)}")
+        if self.shots is not None and self.shots < 1:
+            raise ValueError(f"shots must be >= 1 (or None: exact), got {self.shots}")
+        if isinstance(self.readout_error, Sequence):
+            self.readout_error = tuple(self.readout_error)  # hashable: generators with equal settings share a batch
+        check_probability("readout_error", self.readout_error)
+        check_probability("depolarizing", self.depolarizing)
+        if self.transform == "amplitude" and (self.shots or self.measured):
+            raise ValueError("transform 'amplitude' is not measurable: it needs backend builtin, exact, without noise")
         if self.transform == "amplitude" and tuple(self.rotations) != ("ry",):
             raise ValueError("transform 'amplitude' needs real circuits: rotations ['ry']")
         if self.min_compression < 0:
@@ -105,6 +127,13 @@ class QPGConfig(TargetConfig):
             raise ValueError(f"unknown engine {self.engine!r}; choose from {list(ENGINES)}")
         if self.chunk < 1 or self.n_layers < 1:
             raise ValueError(f"chunk and n_layers must be >= 1, got {self.chunk}, {self.n_layers}")
+
+    @property
+    def measured(self) -> bool:
+        """True when circuits go through `hqctf.quantum.backends` (another back-end, or noise) rather than the
+        builtin simulator's own exact or sampled path."""
+        readout = self.readout_error if isinstance(self.readout_error, tuple) else (self.readout_error,)
+        return self.backend != "builtin" or self.depolarizing > 0 or any(readout)
 
 
 @dataclass

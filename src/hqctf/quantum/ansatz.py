@@ -35,3 +35,14 @@ def gates(spec: CircuitSpec, angles: Sequence) -> list[Gate]:
             g += width
         out.extend(Gate(spec.entangler, (), pair) for pair in spec.pairs())
     return out
+
+
+def parameter_gates(spec: CircuitSpec) -> list[Gate]:
+    """The gates of ``spec`` with each angle given as its index into the circuit's flattened angles.
+
+    Index ``i`` is angle ``angles.reshape(-1)[i]`` of one circuit's (L, G, n) angles, so a back-end builds a
+    circuit once and binds (or gathers) its parameters per circuit.
+    """
+    layers, per_qubit, n = spec.angle_shape
+    index = [[[(layer * per_qubit + g) * n + q for q in range(n)] for g in range(per_qubit)] for layer in range(layers)]
+    return [Gate(g.name, tuple(int(p) for p in g.params), g.wires) for g in gates(spec, index)]

@@ -22,7 +22,7 @@ def ry_matrices(theta: torch.Tensor) -> torch.Tensor:
     return torch.stack((torch.stack((c, -s), -1), torch.stack((s, c), -1)), -2)
 
 
-def _complex_rotation(name: str, angles: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
+def rotation_matrices(name: str, angles: torch.Tensor, cdtype: torch.dtype) -> torch.Tensor:
     """Matrices (..., 2, 2) of ``rx``/``ry``/``rz`` (angles (...,)) or ``u3`` (angles (..., 3))."""
     if name == "u3":
         theta, phi, delta = angles.unbind(-1)
@@ -43,10 +43,10 @@ def layer_matrices(spec: CircuitSpec, layer_angles: torch.Tensor, cdtype: torch.
     out, g = None, 0
     for name in spec.rotations:
         if name == "u3":
-            m = _complex_rotation(name, layer_angles[:, g : g + 3].permute(0, 2, 1), cdtype)
+            m = rotation_matrices(name, layer_angles[:, g : g + 3].permute(0, 2, 1), cdtype)
             g += 3
         else:
-            m = _complex_rotation(name, layer_angles[:, g], cdtype)
+            m = rotation_matrices(name, layer_angles[:, g], cdtype)
             g += 1
         out = m if out is None else m @ out
     return out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,14 @@ from ..atomic import write_atomic
 from ..data.cache import CaseCache
 from ..data.formats import open_source
 from ..data.splits import load_splits
-from .config import ConfigError
+from .config import QPG_MODES, ConfigError, TrainConfig, apply_overrides, build_config
 from .metrics import METRICS, mean_over_structures
 from .models import build_model
 from .trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, read_summary, resume_config
 from .validate import validate_cases
 
 SPLITS = ("test", "val", "train", "all")
+MEASUREMENT_KEYS = ("backend", "device", "shots", "readout_error", "depolarizing", "engine")  # evaluate --set qpg.*
 
 
 def _rows_to_csv(rows: Sequence[dict[str, Any]]) -> str:
@@ -64,8 +67,34 @@ def _case_ids(run: Path, split: str, fold: int, all_ids: list[str]) -> list[str]
     return ids
 
 
+def measured_config(config: TrainConfig, overrides: Sequence[str]) -> TrainConfig:
+    """``config`` with ``qpg.KEY=VALUE`` overrides of how its circuits are measured (`MEASUREMENT_KEYS`: back-end,
+    device, shots, noise, engine); what was trained stays as it is."""
+    if not overrides:
+        return config
+    overrides = [item.removeprefix("mode.") for item in overrides]  # qpg.shots or, as in training, mode.qpg.shots
+    for item in overrides:
+        key = item.partition("=")[0]
+        if not key.startswith("qpg.") or key.removeprefix("qpg.") not in MEASUREMENT_KEYS:
+            raise ConfigError(f"--set {key}: evaluate overrides only how circuits are measured: "
+                              f"{', '.join('qpg.' + k for k in MEASUREMENT_KEYS)}")
+    if config.mode.name not in QPG_MODES or config.mode.name == "hyper":  # hyper: an embedding, no circuits
+        raise ConfigError(f"--set {overrides[0]}: this run's mode {config.mode.name} has no circuits to measure")
+    values = apply_overrides(config.to_dict(), [f"mode.{item}" for item in overrides])
+    return dataclasses.replace(build_config(TrainConfig, values).check(), out=config.out)
+
+
+def evaluation_folder(run: str | Path, split: str, overrides: Sequence[str] = ()) -> Path:
+    """``RUN/evaluation/SPLIT``, or with measurement overrides ``RUN/evaluation/SPLIT+KEY=VALUE+...`` (so the
+    exact results are kept beside them)."""
+    keys = (item.removeprefix("mode.").removeprefix("qpg.") for item in overrides)
+    name = "+".join([split, *(re.sub(r"[^A-Za-z0-9._=,-]", "_", item) for item in keys)])
+    return Path(run) / "evaluation" / name
+
+
 def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "test", checkpoint: str = "best",
-                 device: str = "cpu", progress: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                 device: str = "cpu", progress: bool = False,
+                 overrides: Sequence[str] = ()) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Predict every case of a split with a run's checkpoint and score it.
 
     Args:
@@ -76,15 +105,17 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
         checkpoint: ``best`` or ``last``.
         device: where the network runs.
         progress: a rich progress bar over the cases, with an ETA.
+        overrides: ``qpg.KEY=VALUE`` settings of how the trained circuits are measured (`measured_config`), e.g.
+            ``qpg.backend=qiskit``, ``qpg.shots=1000``; torch is seeded with the run's seed, so shots repeat.
 
     Returns:
         per-case rows (case, structure, metrics) and a summary row per structure plus ``mean``, written as CSV and
-        Markdown under ``<run>/evaluation/<split>/``. Metrics are computed on the preprocessed grid.
+        Markdown under `evaluation_folder`. Metrics are computed on the preprocessed grid.
     """
     run = Path(run)
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r}: choose one of {', '.join(SPLITS)}")
-    config = resume_config(run)
+    config = measured_config(resume_config(run), overrides)
     path = Path(data) if data is not None else Path(config.data.path)
     source = open_source(path, format=config.data.format if data is None else None, labels=config.data.labels or None,
                          missing="unknown", cache_dir=config.data.cache)
@@ -98,6 +129,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
     ckpt = run / (CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST)
     if not ckpt.is_file():
         raise ConfigError(f"{ckpt}: checkpoint not found (choose --checkpoint best or last)")
+    if overrides:
+        torch.manual_seed(config.seed)
     model = build_model(config.model, config.mode, max(labels, default=0) + 1)
     model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=False)["model"])
     model.to(device)
@@ -124,7 +157,7 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
             if metric == "dice":
                 stats["n"] = int(values.size)  # cases in which the structure was scored
         summary[name] = stats
-    out = run / "evaluation" / split
+    out = evaluation_folder(run, split, overrides)
     write_atomic(out / "per_case.csv", _rows_to_csv(rows))
     write_atomic(out / "per_case.md", markdown_table(rows))
     write_atomic(out / "summary.csv", _rows_to_csv(list(summary.values())))

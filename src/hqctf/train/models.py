@@ -10,7 +10,8 @@ from monai.networks.nets import BasicUNet, BasicUNetPlusPlus
 from torch import nn
 
 from ..qpg import TargetConfig, count_parameters, wrap
-from .config import ModeConfig, ModelConfig
+from ..quantum.backends import BackendError
+from .config import ConfigError, ModeConfig, ModelConfig
 
 
 def build_network(config: ModelConfig, out_channels: int, features: Sequence[int] | None = None) -> nn.Module:
@@ -83,7 +84,12 @@ def build_model(model: ModelConfig, mode: ModeConfig, out_channels: int) -> nn.M
     """
     network = build_network(model, out_channels, network_features(model, mode, out_channels))
     config = generator_config(mode)
-    return network if config is None else wrap(network, config)
+    if config is None:
+        return network
+    try:
+        return wrap(network, config)  # wrapping generates the weights once: a back-end's errors surface here
+    except BackendError as exc:
+        raise ConfigError(f"mode.qpg: {exc}") from None
 
 
 def parameter_groups(model: nn.Module, lr: float, weight_decay: float, group_lr: dict[str, float]) -> list[dict]:

@@ -1,0 +1,74 @@
+"""Noise in the builtin engine against independent references: a Kronecker confusion matrix, PennyLane default.mixed."""
+
+import functools
+
+import pytest
+import torch
+
+from hqctf.quantum import CircuitSpec, simulate
+from hqctf.quantum.ansatz import gates
+from hqctf.quantum.noise import depolarized_probabilities, readout
+
+qml = pytest.importorskip("pennylane")
+
+SPECS = [CircuitSpec(3, 2), CircuitSpec(3, 2, rotations=("rx", "rz", "u3"), entangler="cz")]
+_OPS = {"rx": qml.RX, "ry": qml.RY, "rz": qml.RZ, "u3": qml.U3, "cnot": qml.CNOT, "cz": qml.CZ}
+
+
+def test_readout_is_the_kronecker_confusion_matrix():
+    torch.manual_seed(0)
+    probs = torch.softmax(torch.randn(5, 16, dtype=torch.float64), 1).requires_grad_()
+    errors = (0.01, 0.2, 0.0, 0.5)
+    matrix = functools.reduce(torch.kron, [torch.tensor([[1 - e, e], [e, 1 - e]], dtype=torch.float64) for e in errors])
+    noisy = readout(probs, errors)
+    assert torch.allclose(noisy, probs @ matrix.T, atol=1e-12)
+    assert torch.allclose(noisy.sum(1), torch.ones(5, dtype=torch.float64))
+    weights = torch.randn(5, 16, dtype=torch.float64)
+    (noisy * weights).sum().backward()
+    assert torch.allclose(probs.grad, weights @ matrix, atol=1e-12)
+    assert torch.allclose(readout(probs, 0.1), probs @ functools.reduce(
+        torch.kron, [torch.tensor([[0.9, 0.1], [0.1, 0.9]], dtype=torch.float64)] * 4).T, atol=1e-12)
+
+
+def _mixed_reference(spec: CircuitSpec, angles: torch.Tensor, p: float) -> torch.Tensor:
+    """PennyLane default.mixed with qml.DepolarizingChannel(p) on each qubit of every gate, after it."""
+    dev = qml.device("default.mixed", wires=spec.n_qubits)
+
+    @qml.qnode(dev)
+    def circuit(one):
+        for gate in gates(spec, one):
+            _OPS[gate.name](*gate.params, wires=list(gate.wires))
+            for w in gate.wires:
+                qml.DepolarizingChannel(p, wires=w)
+        return qml.probs(wires=range(spec.n_qubits))
+
+    return torch.stack([torch.as_tensor(circuit(a)) for a in angles])
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_depolarizing_matches_default_mixed(spec):
+    torch.manual_seed(1)
+    angles = (torch.rand(2, *spec.angle_shape, dtype=torch.float64) * 6).requires_grad_()
+    probs = depolarized_probabilities(angles, spec, 0.05)
+    assert torch.allclose(probs, _mixed_reference(spec, angles.detach(), 0.05), atol=1e-6)
+    weights = torch.randn_like(probs)
+    (grad,) = torch.autograd.grad((probs * weights).sum(), angles)
+    for _ in range(3):  # directional derivatives of the reference by central differences
+        v, h = torch.randn_like(angles), 1e-5
+        plus, minus = (_mixed_reference(spec, (angles + s * h * v).detach(), 0.05) for s in (1, -1))
+        assert float((grad * v).sum()) == pytest.approx(float(((plus - minus) / (2 * h) * weights).sum()), abs=1e-6)
+
+
+def test_no_depolarizing_is_the_statevector():
+    spec = SPECS[1]
+    angles = torch.rand(3, *spec.angle_shape, dtype=torch.float64) * 6
+    assert torch.allclose(depolarized_probabilities(angles, spec, 0.0), simulate(angles, spec), atol=1e-12)
+    assert torch.allclose(depolarized_probabilities(angles, spec, 0.75),
+                          torch.full((3, 8), 1 / 8, dtype=torch.float64), atol=1e-12)  # p = 3/4: fully mixed
+
+
+def test_refusals():
+    with pytest.raises(ValueError, match="at most 10 qubits.*backend: pennylane with device: default.mixed"):
+        depolarized_probabilities(torch.zeros(1, 1, 1, 11), CircuitSpec(11, 1), 0.01)
+    with pytest.raises(ValueError, match="readout_error has 2 entries, but the circuits have 3 qubits"):
+        readout(torch.ones(1, 8) / 8, (0.1, 0.2))
