@@ -148,3 +148,27 @@ def test_bad_budget_options(tmp_path, capsys):
     _fails(["circuits", "budget", "openkbp-2d", "--set", "mode.name=classical", "--structures", "7"],
            "the model has no QPG circuit layers", capsys, absent)
     _fails(["circuits", "budget", "openkbp-2d", "--set", "data.path=nowhere"], "give --structures N", capsys, absent)
+
+
+def test_run_on_aer_gives_counts_that_import(qpg_run, tmp_path, capsys):
+    pytest.importorskip("qiskit_aer")
+    pytest.importorskip("qiskit_qasm3_import")
+    assert main(["circuits", "export", str(qpg_run), "-o", str(tmp_path / "circuits")]) == 0
+    counts = tmp_path / "counts.json"
+    assert main(["circuits", "run", str(tmp_path / "circuits"), "--shots", "20000", "-o", str(counts)]) == 0
+    measured, exact = json.loads(counts.read_text()), _probabilities(qpg_run)
+    assert measured.keys() == exact.keys()
+    for layer, channels in exact.items():
+        assert measured[layer].keys() == channels.keys()
+        for channel, probs in channels.items():
+            assert sum(measured[layer][channel].values()) == 20000
+            # frequencies within 5 standard errors of the built-in engine's exact probabilities
+            for bits, p in probs.items():
+                f = measured[layer][channel].get(bits, 0) / 20000
+                assert abs(f - p) <= 5 * (p * (1 - p) / 20000) ** 0.5 + 1e-3, (layer, channel, bits)
+    assert main(["circuits", "import-counts", str(qpg_run), "--counts", str(counts), "-o", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    _fails(["circuits", "run", str(tmp_path), "--shots", "10", "-o", str(tmp_path / "c.json")],
+           "manifest.json: not a circuits export", capsys, tmp_path / "c.json")
+    _fails(["circuits", "run", str(tmp_path / "circuits"), "--shots", "0", "-o", str(tmp_path / "c.json")],
+           "--shots must be >= 1", capsys, tmp_path / "c.json")

@@ -58,7 +58,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser, formats: bool = True) ->
 
 def _add_circuits_command(commands: argparse._SubParsersAction) -> None:
     circuits = commands.add_parser(
-        "circuits", help="a run's QPG circuits for hardware: OpenQASM 3 export, counts import, cost budget",
+        "circuits", help="a run's QPG circuits for hardware: OpenQASM 3 export, Aer run, counts import, cost budget",
         description="Hand a run's QPG circuits to other quantum tools or hardware and back (needs the quantum "
         'extra: pip install "hqctf[quantum]").')
     verbs = circuits.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -69,6 +69,14 @@ def _add_circuits_command(commands: argparse._SubParsersAction) -> None:
                               "without its angles).")
     _add_run_arguments(export, formats=False)
     export.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    run = verbs.add_parser("run", help="measure an export's circuits on Qiskit Aer (a stand-in for hardware)",
+                           description="Run every OpenQASM 3 program of a circuits export folder SHOTS times on "
+                           "Qiskit Aer and write the counts JSON that import-counts reads: the path a device "
+                           "would take, on a simulator.")
+    run.add_argument("folder", metavar="DIR", help="folder written by hqctf circuits export")
+    run.add_argument("--shots", type=int, default=1000, help="measurements per circuit (default: %(default)s)")
+    run.add_argument("--seed", type=int, default=0, help="Aer's sampling seed (default: %(default)s)")
+    run.add_argument("-o", "--output", required=True, metavar="FILE", help="counts JSON to write")
     counts = verbs.add_parser("import-counts", help="weights from measured counts: a merged network as hqctf export",
                               description="Read counts {layer: {channel: {bitstring: count}}} (Qiskit bit order; "
                               "exact probabilities work too) from a JSON file or a folder of them, generate the "
@@ -100,6 +108,12 @@ def _run_circuits(args: argparse.Namespace) -> int:
 
         manifest = export_circuits(args.run, args.output, checkpoint=args.checkpoint)
         print(f"wrote the circuits and {manifest}")
+        return 0
+    if args.verb == "run":
+        from .infer.circuits import run_circuits
+
+        n = run_circuits(args.folder, args.output, shots=args.shots, seed=args.seed)
+        print(f"measured {n} circuits {args.shots} times each on Qiskit Aer; wrote {args.output}")
         return 0
     if args.verb == "import-counts":
         from .infer.circuits import import_counts

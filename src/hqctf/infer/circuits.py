@@ -1,11 +1,12 @@
-"""``hqctf circuits export | import-counts | budget``: a run's QPG circuits handed to hardware and back.
+"""``hqctf circuits export | run | import-counts | budget``: a run's QPG circuits handed to hardware and back.
 
 ``export`` writes every measured QPG layer's circuits as OpenQASM 3 (one program per circuit,
 ``LAYER/CHANNEL.qasm``), ``manifest.json`` and ``generators.pt`` (each layer's generator state without its
 angles). Whoever runs the circuits returns counts as JSON ``{layer: {channel: {bitstring: count}}}`` (Qiskit's
 bitstrings, `hqctf.quantum.qiskit_circuit.BIT_ORDER`; one file, or a folder of such files each holding some of
 the layers). Each circuit's values are divided by their total, so exact probabilities (e.g. a statevector's)
-may stand in for counts. ``import-counts`` turns them into weights through the run's own generators and writes
+may stand in for counts. ``run`` measures an export's programs on Qiskit Aer, standing in for hardware, and
+writes such a counts file. ``import-counts`` turns them into weights through the run's own generators and writes
 the merged network as ``hqctf export`` does. ``budget`` counts the circuit executions and shots training needs.
 """
 
@@ -80,6 +81,43 @@ def export_circuits(run: str | Path, out_dir: str | Path, checkpoint: str = "bes
         }
         write_json_atomic(out / MANIFEST, manifest)
     return out / MANIFEST
+
+
+def run_circuits(folder: str | Path, out_file: str | Path, shots: int, seed: int = 0) -> int:
+    """Measure every OpenQASM 3 program of an export folder ``shots`` times on Qiskit Aer (a stand-in for hardware:
+    it reads only the programs and the manifest) and write the counts JSON `import_counts` reads; returns the
+    number of circuits run."""
+    if shots < 1:
+        raise ConfigError(f"--shots must be >= 1, got {shots}")
+    folder, out_file = Path(folder), Path(out_file)
+    manifest = _read_manifest(folder)
+    _require_qiskit("qiskit_aer", "qiskit_qasm3_import")
+    from qiskit import qasm3
+    from qiskit_aer import AerSimulator
+
+    jobs = [(layer, str(c), folder / f) for layer, d in manifest["layers"].items() for c, f in enumerate(d["files"])]
+    try:
+        programs = [qasm3.loads(file.read_text()) for _, _, file in jobs]
+    except Exception as exc:  # the importer raises its own error types for a malformed program
+        raise ConfigError(f"{folder}: cannot read an OpenQASM 3 program ({type(exc).__name__}: {exc})") from None
+    result = AerSimulator(seed_simulator=seed).run(programs, shots=shots).result()
+    counts: dict[str, dict[str, dict[str, int]]] = {layer: {} for layer in manifest["layers"]}
+    for i, (layer, channel, _) in enumerate(jobs):
+        counts[layer][channel] = dict(result.get_counts(i))
+    write_json_atomic(out_file, counts)
+    return len(jobs)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a circuits export ({type(exc).__name__}); write one with hqctf circuits "
+                          "export") from None
+    if manifest.get("format") != "hqctf-circuits":
+        raise ConfigError(f"{path}: not an hqctf circuits manifest")
+    return manifest
 
 
 def _read_json(file: Path) -> dict[str, Any]:
