@@ -1,0 +1,45 @@
+"""Smoke test of benchmarks/robustness.py on a tiny trained QPG run: every setting scored, resumable, one section."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "robustness.py"
+HEADING = "## Robustness to shots and noise (benchmarks/robustness.py)"
+
+
+def _run(run: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--run", str(run), "--shots", "10,1000000", "--readout", "0.5",
+         "--work", str(tmp_path / "work"), "--image", str(tmp_path / "img" / "r.png"),
+         "--out", str(tmp_path / "benchmarks.md")], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_robustness_quick_writes_its_section_and_resumes(qpg_run, tmp_path):
+    run = qpg_run
+    before = sorted(p.name for p in run.iterdir())
+    (tmp_path / "benchmarks.md").write_text("# Benchmarks\n\n## Other\n\nkept\n")
+    proc = _run(run, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in run.iterdir()) == before  # evaluated on a copy
+    results = {r["setting"]: r["dice"] for r in json.loads((tmp_path / "work" / "results.json").read_text())}
+    assert list(results) == ["exact", "shots 10", "shots 1e+06", "readout 0.5"]
+    assert abs(results["shots 1e+06"] - results["exact"]) < 0.05  # a million shots are nearly exact
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert text.count(HEADING) == 1 and "## Other\n\nkept" in text and "| readout 0.5 |" in text
+    assert (tmp_path / "img" / "r.png").stat().st_size > 0
+    again = _run(run, tmp_path)  # everything is in results.json: nothing is evaluated again
+    assert again.returncode == 0 and "test Dice" not in again.stdout.split(HEADING)[0]
+
+
+def test_depolarizing_settings_name_their_backend():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from robustness import settings
+
+    assert settings([100], [], [0.01], "qiskit") == [
+        ("exact", []), ("shots 100", ["qpg.shots=100"]),
+        ("depolarizing 0.01", ["qpg.depolarizing=0.01", "qpg.backend=qiskit"])]
+    assert settings([], [0.02], [0.01], "builtin")[1:] == [("readout 0.02", ["qpg.readout_error=0.02"]),
+                                                           ("depolarizing 0.01", ["qpg.depolarizing=0.01"])]
