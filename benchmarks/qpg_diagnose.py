@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine, replace_section  # noqa: E402
+from report import machine, replace_section, save_figure  # noqa: E402
 
 from hqctf.data import sample_dataset_dir  # noqa: E402
 from hqctf.qpg import LowRankConfig, QPGConfig, TargetConfig, count_parameters, merge, wrap  # noqa: E402
@@ -153,10 +153,7 @@ def _plot(results: list[dict], path: Path) -> None:
     b.set_xlabel("optimiser step")
     b.set_ylabel("||ΔW|| / ||W|| per step (mean over seeds)")
     b.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _section(results: list[dict], ceil: dict | None, command: str, steps: int, seconds: float, image: str) -> str:

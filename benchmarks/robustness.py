@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import machine, replace_section  # noqa: E402
+from report import machine, replace_section, save_figure  # noqa: E402
 
 from hqctf.train.evaluate import evaluate_run  # noqa: E402
 
@@ -75,10 +75,7 @@ def _plot(results: list[dict], path: Path) -> None:
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test Dice (dotted: exact)")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _section(results: list[dict], command: str, seconds: float, image: str, note: str) -> str:
