@@ -7,7 +7,7 @@ Times, on one OpenKBP case and the same network each:
 * ``hqctf (torch)``: `predict_volume` as `hqctf predict`/`evaluate` run it (2D: whole slices padded to a multiple
   of 16, several per pass, under inference mode);
 * ``hqctf (onnxruntime)``: the same path with the network exported to ONNX and run by onnxruntime (what
-  predicting from an `hqctf export --format onnx` does);
+  `hqctf predict` does by default when the onnx extra is installed, and with an `hqctf export --format onnx`);
 * ``QPG merged``: the torch path on a merged QPG network of the same architecture (an ordinary MONAI network,
   so it should run exactly as fast as the classical one).
 

@@ -214,6 +214,9 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--holes", default="keyhole", choices=("keyhole", "nested"),
                          help="RTSTRUCT holes: joined to their region's contour by a cut, read alike by every "
                          "reader, or as contours of their own, for even-odd readers only (default: %(default)s)")
+    predict.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"),
+                         help="run the network with torch or onnxruntime; auto: onnxruntime when the onnx extra is "
+                         "installed (about twice as fast on CPUs) (default: %(default)s)")
     predict.add_argument("--seg", action="store_true", help="DICOM input: also write <case>_SEG.dcm (DICOM-SEG)")
     predict.add_argument("--checkpoint", default="best", choices=("best", "last"), help="run folders: (default: %(default)s)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -270,7 +273,7 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
         rows = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
                               rtstruct=not args.no_rtstruct, progress=not args.no_progress, checkpoint=args.checkpoint,
-                              holes=args.holes, seg=args.seg, console=Console())
+                              holes=args.holes, seg=args.seg, console=Console(), runtime=args.runtime)
         flagged = sum(1 for r in rows if r["flag"])
         print(f"wrote {len({r['case'] for r in rows})} case(s) to {args.output}; volumes in "
               f"{Path(args.output) / 'volumes.csv'} ({flagged} flagged)")

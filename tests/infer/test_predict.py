@@ -105,7 +105,8 @@ def test_exported_model_predicts_like_the_run(run, inputs, tmp_path):
     from hqctf.data.nifti_pairs import NiftiPairSource
 
     case = NiftiPairSource([(inputs / "plain.nii.gz", None)], labels={}).read("plain")
-    np.testing.assert_array_equal(Segmenter.load(tmp_path / "exp").predict(case), Segmenter.load(run).predict(case))
+    np.testing.assert_array_equal(Segmenter.load(tmp_path / "exp", runtime="torch").predict(case),
+                                  Segmenter.load(run, runtime="torch").predict(case))
 
 
 def test_resample_label_round_trip_identity():
@@ -178,3 +179,22 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
         else:
             assert f"{name} has no contour" in log
     assert scored >= 1 or holes != "keyhole"  # a structure was predicted and checked by rt-utils too
+
+
+def test_runtimes_agree_and_auto_falls_back_to_torch(run, inputs, monkeypatch):
+    import sys
+
+    from hqctf.data.nifti_pairs import NiftiPairSource
+    from hqctf.infer.predict import _OnnxNet
+    from hqctf.train.config import ConfigError
+
+    case = NiftiPairSource([(inputs / "plain.nii.gz", None)], labels={}).read("plain")
+    torch_net, ort = Segmenter.load(run, runtime="torch"), Segmenter.load(run, runtime="onnxruntime")
+    assert not isinstance(torch_net.net, _OnnxNet) and isinstance(ort.net, _OnnxNet)
+    a, b = torch_net.predict(case), ort.predict(case)
+    assert (a == b).mean() > 0.999  # the same network; float rounding may flip a near-tied voxel
+    assert isinstance(Segmenter.load(run).net, _OnnxNet)  # auto: onnxruntime when installed
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # now it is not
+    assert not isinstance(Segmenter.load(run).net, _OnnxNet)
+    with pytest.raises(ConfigError, match=r'--runtime onnxruntime needs onnxruntime.*pip install "hqctf\[onnx\]"'):
+        Segmenter.load(run, runtime="onnxruntime")

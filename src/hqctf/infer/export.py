@@ -10,7 +10,7 @@ import importlib
 import io
 import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,16 @@ def _known_export_warnings_ignored() -> Iterator[None]:
         yield
 
 
+def write_onnx(net: nn.Module, spatial_dims: int, patch_size: Sequence[int], path: Path) -> None:
+    """``net`` (logits only) as ONNX at ``path``: input ``image``, output ``logits``, dynamic batch and spatial axes."""
+    spatial = {i + 2: f"d{i}" for i in range(spatial_dims)}
+    example = torch.zeros(1, 1, *patch_size)
+    with torch.no_grad(), _known_export_warnings_ignored():
+        torch.onnx.export(LogitsOnly(net).eval(), (example,), str(path), input_names=["image"],
+                          output_names=["logits"], dynamo=False,
+                          dynamic_axes={"image": {0: "batch", **spatial}, "logits": {0: "batch", **spatial}})
+
+
 def write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], run: str | Path, out: Path,
                  format: str, checkpoint: str, extra: dict[str, Any] | None = None) -> Path:
     """Write the model file and ``hqctf-model.json`` of `export_run` into the existing folder ``out`` (``extra``:
@@ -134,11 +144,8 @@ def write_export(net: nn.Module, config: TrainConfig, labels: dict[int, str], ru
             torch.jit.save(traced, buffer)
         write_atomic(target, buffer.getvalue())
     elif format == "onnx":
-        spatial = {i + 2: f"d{i}" for i in range(config.model.spatial_dims)}
-        with atomic_path(target, suffix=".onnx") as tmp, torch.no_grad(), _known_export_warnings_ignored():
-            torch.onnx.export(wrapped, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": {0: "batch", **spatial}, "logits": {0: "batch", **spatial}},
-                              dynamo=False)
+        with atomic_path(target, suffix=".onnx") as tmp:
+            write_onnx(net, config.model.spatial_dims, config.data.patch_size, tmp)
     else:
         buffer = io.BytesIO()
         torch.save(net.state_dict(), buffer)

@@ -12,7 +12,9 @@ the whole batch. Every file is written atomically.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +45,35 @@ from ..train.config import ConfigError
 from ..train.plausibility import flag, flag_message, read_ranges, structure_sizes
 from ..train.views import axial_overlay_png, busiest_slice, display_affine
 from ..train.validate import predict_volume
-from .export import MODEL_JSON, load_run, read_model_json, require_onnx
+from .export import MODEL_JSON, load_run, read_model_json, require_onnx, write_onnx
+
+
+#: How a run folder's (or a TorchScript / state_dict export's) network is run: ``auto`` is onnxruntime when the
+#: ``onnx`` extra is installed (about twice as fast on CPUs: docs/benchmarks.md, Inference), else torch.
+RUNTIMES = ("auto", "torch", "onnxruntime")
+
+
+def _onnx_available() -> bool:
+    try:
+        for module in ("onnx", "onnxruntime"):
+            importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _on_runtime(net: nn.Module, runtime: str, spatial_dims: int, patch_size: tuple[int, ...]) -> nn.Module:
+    """``net`` itself (torch), or exported to ONNX once and run by onnxruntime."""
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    if runtime == "torch" or (runtime == "auto" and not _onnx_available()):
+        return net
+    for module in ("onnx", "onnxruntime"):
+        require_onnx(module, "--runtime onnxruntime")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        write_onnx(net, spatial_dims, patch_size, path)
+        return _OnnxNet(path)
 
 
 class _OnnxNet(nn.Module):
@@ -96,9 +126,16 @@ class Segmenter:
     volume_ranges: dict[str, Any] | None = None
 
     @classmethod
-    def load(cls, path: str | Path, checkpoint: str = "best") -> "Segmenter":
-        """From a run folder (``config.yaml`` + checkpoint; generators merged) or an export (``hqctf-model.json``)."""
-        path = Path(path)
+    def load(cls, path: str | Path, checkpoint: str = "best", runtime: str = "auto") -> "Segmenter":
+        """From a run folder (``config.yaml`` + checkpoint; generators merged) or an export (``hqctf-model.json``);
+        ``runtime`` (`RUNTIMES`) runs a run's or a non-ONNX export's network with torch or onnxruntime."""
+        segmenter = cls._load(Path(path), checkpoint)
+        if not isinstance(segmenter.net, _OnnxNet):
+            segmenter.net = _on_runtime(segmenter.net, runtime, segmenter.spatial_dims, segmenter.patch_size)
+        return segmenter
+
+    @classmethod
+    def _load(cls, path: Path, checkpoint: str) -> "Segmenter":
         if (path / MODEL_JSON).is_file() or path.name == MODEL_JSON:
             folder = path if path.is_dir() else path.parent
             meta = read_model_json(folder)
@@ -163,18 +200,18 @@ def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
 def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, overwrite: bool = False,
                    rtstruct: bool = True, progress: bool = True, checkpoint: str = "best",
                    holes: Literal["keyhole", "nested"] = "keyhole", seg: bool = False,
-                   console: Console | None = None) -> list[dict[str, Any]]:
+                   console: Console | None = None, runtime: str = "auto") -> list[dict[str, Any]]:
     """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure,
     ``volume_cc`` or for PNG input ``area_px``, ``flag``: see `hqctf.train.plausibility`).
     ``holes``: how the RTSTRUCT writes holes (see `write_rtstruct`); ``seg``: DICOM input also gets a DICOM-SEG;
-    ``console``: where flagged structures are also printed.
+    ``console``: where flagged structures are also printed; ``runtime``: torch or onnxruntime (`RUNTIMES`).
 
     Raises:
         DataError: bad input (named file, one line) or an output folder inside the input / holding results.
     """
     out, inputs = Path(out_dir), Path(inputs)
     _check_output(out, inputs, overwrite)
-    segmenter = Segmenter.load(model, checkpoint)
+    segmenter = Segmenter.load(model, checkpoint, runtime)
     source = open_input(inputs)
     with output_folder(out):
         return _predict_cases(segmenter, source, out, rtstruct, progress, holes, seg, console)
