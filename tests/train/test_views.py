@@ -157,3 +157,14 @@ def test_letters_on_every_panel():
         assert placed["A"][1] > placed["P"][1] and placed["R"][0] < placed["L"][0]  # A on top, R on the left
     unknown = overlay_figure(view.image.astype(float), {"p": view.image}, ["bg", "x"], letters=None)
     assert not any(ax.texts for ax in unknown.axes)
+
+
+def test_run_curves_have_whole_epoch_ticks():
+    from hqctf.train.figures import run_curves_figure
+
+    for last in (1, 3, 30):  # one validation point at epoch 2 alone once made the right panel's ticks 1.9, 1.925...
+        history = [{"epoch": e, "loss": 1.0 / e, **({"val_dice": 0.01 * e} if e % 2 == 0 else {})}
+                   for e in range(1, last + 1)]
+        for ax in run_curves_figure(history).axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), (last, ticks)

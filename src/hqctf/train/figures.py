@@ -103,9 +103,14 @@ def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training los
 
 
 def run_curves_png(history: Sequence[Mapping[str, float]], metric: str = "dice") -> bytes:
-    """Training loss per epoch (left) and the validation metrics per epoch (right) of one run."""
+    """Training loss per epoch (left) and the validation metrics per epoch (right) of one run, as PNG."""
+    return _png(run_curves_figure(history, metric))
+
+
+def run_curves_figure(history: Sequence[Mapping[str, float]], metric: str = "dice") -> Figure:
+    """The figure of `run_curves_png`: epoch axes with whole-number ticks."""
     fig = Figure(figsize=(10.0, 3.8))
-    left, right = fig.subplots(1, 2)
+    left, right = fig.subplots(1, 2, sharex=True)  # validation epochs on the training epochs' axis
     epochs = [row["epoch"] for row in history]
     left.plot(epochs, [row["loss"] for row in history], color=COLOURS[3], marker="o", markersize=3)
     left.set_xlabel("epoch")
@@ -118,12 +123,14 @@ def run_curves_png(history: Sequence[Mapping[str, float]], metric: str = "dice")
             right.plot(x, y, color=COLOURS[(4 + i) % len(COLOURS)], marker="o", markersize=3, label=name,
                        linewidth=2.2 if name == metric else 1.2)
     right.set_xlabel("epoch")
-    for ax in (left, right):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    if epochs and max(epochs) - min(epochs) < 4:  # too few for the locator: one tick per epoch
+        left.set_xticks(range(int(min(epochs)), int(max(epochs)) + 1))
+    else:
+        left.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     right.set_ylabel("validation (mean over cases)")
     right.set_ylim(0, 1)
     right.grid(alpha=0.3)
     if right.lines:
         right.legend(fontsize=8)
     fig.tight_layout()
-    return _png(fig)
+    return fig
