@@ -169,7 +169,7 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
                        help="YAML file, or a bundled config: openkbp-2d, openkbp-3d, ibsi-sarcoma-2d, kits19-png-2d")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, repeatable (e.g. --set mode.name=qpg --set optim.epochs=5)")
-    train.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder from last.pt")
+    train.add_argument("--resume", default=None, metavar="RUN", help="continue the run in this folder from last.pt (with --set optim.epochs=N: train it longer)")
     train.add_argument("--nproc", type=_positive_int, default=1, metavar="N",
                        help="shortcut for torchrun --standalone --nproc-per-node N on this machine")
     train.add_argument("--no-progress", action="store_true", help="no progress bar (the log file is still written)")
@@ -297,11 +297,20 @@ def _run_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 0
     if args.nproc > 1:
         return _relaunch(args, argv)
-    from .train.config import load_config
+    from dataclasses import replace
+
+    from .train.config import ConfigError, TrainConfig, apply_overrides, build_config, load_config
     from .train.trainer import resume_config, train_run
 
     if args.resume:
         config = resume_config(args.resume)
+        keys = [item.partition("=")[0] for item in args.overrides]
+        if any(key != "optim.epochs" for key in keys):
+            raise ConfigError(f"--set {next(k for k in keys if k != 'optim.epochs')}: --resume continues the run as "
+                              "it was configured; only optim.epochs may change (to train longer)")
+        if args.overrides:
+            config = replace(build_config(TrainConfig, apply_overrides(config.to_dict(), args.overrides)).check(),
+                             out=config.out)
     else:
         if args.config is None:
             raise SystemExit("hqctf train: error: give CONFIG.yaml or --resume RUN")

@@ -193,6 +193,10 @@ def test_resume_of_a_copied_run_writes_into_the_copy(tiny_dataset, tiny_override
     assert {p.name: p.read_bytes() for p in original.iterdir() if p.is_file()} == before
     assert (copy / "train.log").read_bytes().startswith(copied_log) and b"resumed from" in (copy / "train.log").read_bytes()
     assert str(copy) in (copy / "train.log").read_text()
+    # --set with --resume: optim.epochs trains longer (it was silently ignored), anything else is refused
+    assert main(["train", "--resume", str(copy), "--set", "optim.lr=1", "--no-progress"]) == 2
+    assert main(["train", "--resume", str(copy), "--set", "optim.epochs=2", "--no-progress"]) == 0
+    assert "epoch 2:" in (copy / "train.log").read_text() and "epochs: 2" in (copy / "config.yaml").read_text()
 
 
 @pytest.mark.parametrize("history, shown", [
