@@ -101,12 +101,16 @@ def test_corrupt_input_leaves_no_output_folder(run, inputs, tmp_path, capsys):
 
 
 def test_exported_model_predicts_like_the_run(run, inputs, tmp_path):
+    from hqctf.train.config import ConfigError
+
     assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "exp")]) == 0
     from hqctf.data.nifti_pairs import NiftiPairSource
 
     case = NiftiPairSource([(inputs / "plain.nii.gz", None)], labels={}).read("plain")
-    np.testing.assert_array_equal(Segmenter.load(tmp_path / "exp", runtime="torch").predict(case),
+    np.testing.assert_array_equal(Segmenter.load(tmp_path / "exp").predict(case),  # TorchScript: torch
                                   Segmenter.load(run, runtime="torch").predict(case))
+    with pytest.raises(ConfigError, match="a TorchScript export runs on torch"):
+        Segmenter.load(tmp_path / "exp", runtime="onnxruntime")
 
 
 def test_resample_label_round_trip_identity():

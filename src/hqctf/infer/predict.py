@@ -48,7 +48,7 @@ from ..train.validate import predict_volume
 from .export import MODEL_JSON, load_run, read_model_json, require_onnx, write_onnx
 
 
-#: How a run folder's (or a TorchScript / state_dict export's) network is run: ``auto`` is onnxruntime when the
+#: How a run folder's (or a state_dict export's) network is run: ``auto`` is onnxruntime when the
 #: ``onnx`` extra is installed (about twice as fast on CPUs: docs/benchmarks.md, Inference), else torch.
 RUNTIMES = ("auto", "torch", "onnxruntime")
 
@@ -128,9 +128,12 @@ class Segmenter:
     @classmethod
     def load(cls, path: str | Path, checkpoint: str = "best", runtime: str = "auto") -> "Segmenter":
         """From a run folder (``config.yaml`` + checkpoint; generators merged) or an export (``hqctf-model.json``);
-        ``runtime`` (`RUNTIMES`) runs a run's or a non-ONNX export's network with torch or onnxruntime."""
+        ``runtime`` (`RUNTIMES`) runs a run's or a state_dict export's network with torch or onnxruntime (TorchScript
+        runs on torch, ONNX on onnxruntime)."""
         segmenter = cls._load(Path(path), checkpoint)
-        if not isinstance(segmenter.net, _OnnxNet):
+        if isinstance(segmenter.net, torch.jit.ScriptModule) and runtime == "onnxruntime":
+            raise ConfigError(f"{path}: a TorchScript export runs on torch; for onnxruntime export with --format onnx")
+        if not isinstance(segmenter.net, (_OnnxNet, torch.jit.ScriptModule)):
             segmenter.net = _on_runtime(segmenter.net, runtime, segmenter.spatial_dims, segmenter.patch_size)
         return segmenter
 
