@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+import yaml
 
 from hqctf.bench import load_bench_config, run_bench
 from hqctf.bench.plan import plan
@@ -109,6 +110,11 @@ def test_a_folder_holding_another_bench_or_other_files_is_refused(tiny_bench, tm
     err = capsys.readouterr().err
     assert "holds another bench's runs" in err and "optim.lr" in err
     assert _mtimes(bench) | {"bench.yaml": (bench / "bench.yaml").read_bytes()} == before
+    # a bench written before an option existed (here: QPG's noise settings) is still this bench
+    stored = yaml.safe_load((bench / "bench.yaml").read_text())
+    del stored["train"]["mode"]["qpg"]["depolarizing"]
+    (bench / "bench.yaml").write_text(yaml.safe_dump(stored))
+    assert main(["bench", str(tiny_bench(sizes=["all"], modes=["classical"])), "-o", str(bench), "--no-progress"]) == 0
 
     other = tmp_path / "other"
     other.mkdir()

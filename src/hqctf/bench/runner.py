@@ -11,7 +11,7 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..atomic import write_atomic
-from ..train.config import TrainConfig
+from ..train.config import ConfigError, TrainConfig, build_config
 from ..train.evaluate import evaluate_run
 from ..train.trainer import CHECKPOINT_LAST, open_cases, split_cases, train_run
 from .config import BenchConfig, BenchError
@@ -54,6 +54,10 @@ def check_folder(folder: Path, base: TrainConfig) -> None:
         old = yaml.safe_load(stored.read_text())["train"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         raise BenchError(f"{stored}: unreadable; is {folder} a bench folder?") from None
+    try:  # resolved again, so options added since it was written take their defaults
+        old = _identity(build_config(TrainConfig, {**old, "out": base.out}))
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise BenchError(f"{stored}: its training config no longer resolves ({exc})") from None
     changed = _differences(old, _identity(base))
     if changed:
         raise BenchError(f"{folder}: holds another bench's runs (its training config differs in "
