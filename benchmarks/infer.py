@@ -36,7 +36,7 @@ from report import machine, replace_section  # noqa: E402
 from hqctf.data.nnunet import NnUNetSource  # noqa: E402
 from hqctf.data.preprocess import PreprocessConfig, preprocess  # noqa: E402
 from hqctf.data.sample import sample_dataset_dir  # noqa: E402
-from hqctf.infer.export import LogitsOnly  # noqa: E402
+from hqctf.infer.export import write_onnx  # noqa: E402
 from hqctf.infer.predict import _OnnxNet  # noqa: E402
 from hqctf.qpg import merge  # noqa: E402
 from hqctf.train.config import ModeConfig, ModelConfig  # noqa: E402
@@ -56,12 +56,9 @@ def patch_windows(model: torch.nn.Module, image, dims: int, patch: tuple[int, ..
 
 
 def onnx_net(model: torch.nn.Module, dims: int, patch: tuple[int, ...], folder: Path) -> torch.nn.Module:
-    """``model`` exported to ONNX (dynamic batch and spatial axes, as `hqctf export`) behind onnxruntime."""
+    """``model`` exported to ONNX as `hqctf export` writes it, run by onnxruntime (as `hqctf predict` runs it)."""
     path = folder / f"model{dims}d.onnx"
-    spatial = {i + 2: f"d{i}" for i in range(dims)}
-    torch.onnx.export(LogitsOnly(model).eval(), (torch.zeros(1, 1, *patch),), str(path), input_names=["image"],
-                      output_names=["logits"], dynamic_axes={"image": {0: "batch", **spatial},
-                                                             "logits": {0: "batch", **spatial}}, dynamo=False)
+    write_onnx(model, dims, patch, path)
     return _OnnxNet(path)
 
 
