@@ -1,20 +1,27 @@
 #!/usr/bin/env python
 """Forward + backward wall time and peak memory of batched RY + CNOT-ring circuit simulation.
 
-Compares ``hqctf.quantum.simulate`` (adjoint and autograd backward) with PennyLane ``default.qubit``
-(torch interface, parameter broadcasting, ``diff_method="backprop"``) and TorchQuantum (batched
-``QuantumDevice``), next to a memory-bandwidth floor measured on the same machine, and writes the
-section ``## Simulator (benchmarks/simulator.py)`` of ``docs/benchmarks.md``.
+Compares ``hqctf.quantum.simulate`` (adjoint and autograd backward) with the anchors PennyLane
+``default.qubit`` (torch interface, parameter broadcasting, ``diff_method="backprop"``), TorchQuantum
+(batched ``QuantumDevice``), qulacs (``ParametricQuantumCircuit.backprop_inner_product``, one circuit
+object per circuit) and PennyLane ``lightning.qubit`` (adjoint differentiation of the loss as the
+expectation of a diagonal ``SparseHamiltonian``, one tape per circuit), plus Qiskit Aer's statevector
+simulator forward only (probabilities, no gradient: shown for reference), next to a memory-bandwidth
+floor measured on the same machine, and writes the section ``## Simulator (benchmarks/simulator.py)``
+of ``docs/benchmarks.md``. Anchors that are not installed (qulacs, lightning, aer: checked with
+``importlib.util.find_spec``; TorchQuantum: its interpreter) are skipped with a note.
 
 Every (tool, case) measurement runs in a fresh subprocess (this same file with ``--worker``), so
 peak memory is that process's own peak RSS above its RSS right before the measured calls, and no
 tool's allocator state or imports leak into another's numbers. TorchQuantum workers can run under
-another interpreter (``--torchquantum-python``), e.g. a separate venv.
+another interpreter (``--torchquantum-python``), e.g. a separate venv. Every worker runs with
+``OMP_NUM_THREADS`` (and ``QULACS_NUM_THREADS``) = ``--threads``.
 
 Usage:
     python benchmarks/simulator.py                      # full grid, writes docs/benchmarks.md
     python benchmarks/simulator.py --torchquantum-python /tmp/tqvenv/bin/python
     python benchmarks/simulator.py --quick --out /tmp/bench.md   # smoke run (seconds)
+    python benchmarks/simulator.py --quick --no-write --tools hqctf-native qulacs lightning aer
 
 This file must stay importable by an interpreter that has torch but neither hqctf nor PennyLane
 (the TorchQuantum venv): those are imported inside the worker functions that need them.
@@ -43,19 +50,27 @@ from report import replace_section  # noqa: E402
 SECTION = "## Simulator (benchmarks/simulator.py)"
 REPO = Path(__file__).resolve().parents[1]
 RESULT_TAG = "BENCH-RESULT "
-TOOLS = ("hqctf-native", "hqctf-adjoint", "hqctf-autograd", "pennylane", "torchquantum")
+TOOLS = ("hqctf-native", "hqctf-adjoint", "hqctf-autograd", "pennylane", "torchquantum", "qulacs", "lightning", "aer")
 MAIN = "hqctf-native"  # the default engine on the CPU: speedups and the floor ratio use it
 HQCTF_MODES = {  # tool -> simulate(backward=..., engine=...)
     "hqctf-native": ("adjoint", "native"),
     "hqctf-adjoint": ("adjoint", "torch"),
     "hqctf-autograd": ("autograd", "torch"),
 }
-SUBSET_TOOLS = ("pennylane", "torchquantum")  # tools that may be measured on fewer circuits and scaled
+SUBSET_TOOLS = ("pennylane", "torchquantum", "qulacs", "lightning")  # may be measured on fewer circuits and scaled
+ANCHORS = ("pennylane", "torchquantum", "qulacs", "lightning")  # forward + backward anchors of the speed target
+SHORT = {"hqctf-native": "native", "hqctf-adjoint": "adj", "hqctf-autograd": "autograd", "pennylane": "PL",
+         "torchquantum": "TQ", "qulacs": "qulacs", "lightning": "lightning", "aer": "Aer (fwd only)"}
+LABELS = {"hqctf-native": "hqctf native", "hqctf-adjoint": "hqctf torch adjoint", "hqctf-autograd": "hqctf torch autograd",
+          "pennylane": "PennyLane", "torchquantum": "TorchQuantum", "qulacs": "qulacs",
+          "lightning": "lightning.qubit (adjoint)", "aer": "Aer (forward only)"}
+OPTIONAL_MODULES = {"qulacs": ("qulacs",), "lightning": ("pennylane", "pennylane_lightning"),
+                    "aer": ("qiskit", "qiskit_aer")}  # skipped with a note where these do not import
 FULL_GRID = [(n, L, C) for n in (8, 10, 12, 14) for L in (4, 10) for C in (32, 256)]
 QUICK_GRID = [(8, 4, 32)]
 CHECK_CASE = (5, 3, 4)  # n, L, C of the cross-tool correctness check
 PROBE_CIRCUITS = 4
-TARGETS = {"pennylane": 20.0, "torchquantum": 3.0, "floor": 5.0}
+TARGETS = {"pennylane": 20.0, "torchquantum": 3.0, "floor": 5.0, "anchors": 3.0}
 
 
 # --------------------------------------------------------------------------- process memory
@@ -132,10 +147,26 @@ def _import_torchquantum():
     return tq, tqf, shimmed
 
 
-def _build_step(tool: str, n: int, layers: int, angles, weights):
-    """A closure running forward + loss + backward once; returns (probs, grad of the (k, L, n) angles)."""
+def _ring(n: int, layers: int):
+    """The benchmark circuit in hqctf's qubit numbering, gate by gate: ("ry", layer, q) and ("cnot", control, target)."""
+    for layer in range(layers):
+        for q in range(n):
+            yield "ry", layer, q
+        for q in range(n - 1):
+            yield "cnot", q, q + 1
+        if n > 2:
+            yield "cnot", n - 1, 0
+
+
+def _build_step(tool: str, n: int, layers: int, angles, weights, need_probs: bool = False):
+    """A closure running forward + loss + backward once; returns (probs, grad of the (k, L, n) angles).
+
+    Forward-only tools (aer) return grad None. lightning computes the loss as an expectation value,
+    so it returns probs None unless ``need_probs`` (the check), which adds a separate forward for them."""
     k = angles.shape[0]
     info: dict = {}
+    if tool in OPTIONAL_MODULES:
+        return _build_optional_step(tool, n, layers, angles, weights, need_probs)
     if tool.startswith("hqctf"):
         from hqctf.quantum import CircuitSpec, simulate
 
@@ -210,6 +241,134 @@ def _build_step(tool: str, n: int, layers: int, angles, weights):
     raise ValueError(f"unknown tool {tool!r}")
 
 
+def _build_optional_step(tool: str, n: int, layers: int, angles, weights, need_probs: bool):
+    """_build_step for qulacs, lightning.qubit and Aer. qulacs and Qiskit number qubits from the least significant
+    bit, so hqctf's qubit q (the most significant bit) is their qubit n-1-q and the probabilities come out in
+    hqctf's order. Angles and weights are converted to float64 numpy inside the step, as a training step would."""
+    from importlib.metadata import version
+
+    import numpy as np
+    import torch
+
+    k, count = angles.shape[0], layers * n
+    if tool == "qulacs":
+        import qulacs
+
+        # qulacs has no batch dimension: one circuit object, its parameters set per circuit, and one state.
+        # Its RY(t) is exp(+i t Y / 2), hqctf's RY(-t): angles go in negated and their gradients come out negated.
+        circ = qulacs.ParametricQuantumCircuit(n)
+        for kind, a, b in _ring(n, layers):
+            if kind == "ry":
+                circ.add_parametric_RY_gate(n - 1 - b, 0.0)
+            else:
+                circ.add_CNOT_gate(n - 1 - a, n - 1 - b)
+        state, bra = qulacs.QuantumState(n), qulacs.QuantumState(n)
+
+        def step():
+            theta = angles.detach().double().neg().reshape(k, count).numpy()
+            w2 = 2 * weights.detach().double().numpy()
+            probs, grad = np.empty((k, 1 << n)), np.empty((k, count))
+            for i in range(k):
+                for j in range(count):
+                    circ.set_parameter(j, theta[i, j])
+                state.set_zero_state()
+                circ.update_quantum_state(state)
+                psi = state.get_vector()
+                probs[i] = psi.real ** 2 + psi.imag ** 2
+                # d/dt sum_x w_x |psi_x|^2 = Re<2 w psi | d psi/dt>: backprop_inner_product(bra) gives Re<bra|d psi/dt>
+                # (it runs the circuit forward again itself, then backward)
+                bra.load(w2[i] * psi)
+                grad[i] = circ.backprop_inner_product(bra)
+            return torch.from_numpy(probs), torch.from_numpy(-grad).reshape(k, layers, n)
+
+        return step, {"version": version("qulacs")}
+    if tool == "lightning":
+        import pennylane as qml
+        import scipy.sparse
+
+        dev = qml.device("lightning.qubit", wires=n)
+        config = dev.setup_execution_config(qml.devices.ExecutionConfig(gradient_method="adjoint"))
+        cnots = {(a, b): qml.CNOT(wires=[a, b]) for kind, a, b in _ring(n, 1) if kind == "cnot"}
+
+        def tapes(theta, measure):
+            for i in range(k):
+                ops = [qml.RY(theta[i, a, b], wires=b) if kind == "ry" else cnots[a, b]
+                       for kind, a, b in _ring(n, layers)]
+                yield qml.tape.QuantumScript(ops, [measure(i)], trainable_params=list(range(count)))
+
+        def step():
+            theta = angles.detach().double().numpy()
+            w = weights.detach().double().numpy()
+            # sum_x w_x |psi_x|^2 = <psi| diag(w) |psi>: the weights stand for the upstream gradient, so the
+            # observable is rebuilt every call, as in a training step
+            loss = [qml.expval(qml.SparseHamiltonian(scipy.sparse.diags(w[i]).tocsr(), wires=range(n)))
+                    for i in range(k)]
+            _, jac = dev.execute_and_compute_derivatives(tuple(tapes(theta, loss.__getitem__)), config)
+            grad = torch.from_numpy(np.asarray(jac, dtype=np.float64)).reshape(k, layers, n)
+            probs = None
+            if need_probs:
+                probs = dev.execute(tuple(tapes(theta, lambda i: qml.probs(wires=range(n)))))
+                probs = torch.from_numpy(np.asarray(probs))
+            return probs, grad
+
+        return step, {"version": version("pennylane_lightning"), "pennylane": qml.__version__}
+    if tool == "aer":
+        import qiskit
+        import qiskit_aer
+        from qiskit.circuit import ParameterVector
+
+        params = ParameterVector("theta", count)
+        circuit = qiskit.QuantumCircuit(n)
+        for kind, a, b in _ring(n, layers):
+            if kind == "ry":
+                circuit.ry(params[a * n + b], n - 1 - b)
+            else:
+                circuit.cx(n - 1 - a, n - 1 - b)
+        circuit.save_probabilities()
+        threads = torch.get_num_threads()
+        sim = qiskit_aer.AerSimulator(method="statevector", max_parallel_threads=threads,
+                                      max_parallel_experiments=threads)
+
+        def step():  # one job: one parametrised circuit with k parameter binds
+            theta = angles.detach().double().reshape(k, count).numpy()
+            binds = [{p: theta[:, j].tolist() for j, p in enumerate(params)}]
+            result = sim.run(circuit, parameter_binds=binds).result()
+            return torch.from_numpy(np.stack([result.data(i)["probabilities"] for i in range(k)])), None
+
+        return step, {"version": version("qiskit-aer"), "qiskit": qiskit.__version__}
+    raise ValueError(f"unknown tool {tool!r}")
+
+
+def check_run(tool: str, seed: int) -> dict:
+    """One call of `tool` on CHECK_CASE: its probabilities and angle gradients (None: forward only), and its info."""
+    n, layers, circuits = CHECK_CASE
+    angles, weights = _case_inputs(n, layers, circuits, circuits, seed)
+    step, info = _build_step(tool, n, layers, angles, weights, need_probs=True)
+    probs, grad = step()
+    return dict(info, probs=probs.detach().double().tolist(),
+                grad=None if grad is None else grad.detach().double().tolist())
+
+
+def check_reference(seed: int) -> dict:
+    """What check_run results are compared with: hqctf's torch adjoint path on CHECK_CASE (also fixes the qubit order)."""
+    from hqctf.quantum import CircuitSpec, simulate
+
+    n, layers, circuits = CHECK_CASE
+    angles, weights = _case_inputs(n, layers, circuits, circuits, seed)
+    leaf = angles[:, :, None, :].clone().requires_grad_()
+    probs = simulate(leaf, CircuitSpec(n, layers), engine="torch")
+    (probs * weights).sum().backward()
+    return {"probs": probs.detach().double().tolist(), "grad": leaf.grad[:, :, 0].double().tolist()}
+
+
+def check_diffs(res: dict, ref: dict) -> dict:
+    """Max abs differences of a check_run result from check_reference (grad None for forward-only tools), and its
+    versions."""
+    return {"probs": _max_diff(res["probs"], ref["probs"]),
+            "grad": None if res["grad"] is None else _max_diff(res["grad"], ref["grad"]),
+            **{key: res[key] for key in ("version", "torch", "torchvision_shim", "pennylane", "qiskit") if key in res}}
+
+
 def _worker(args) -> dict:
     import torch
 
@@ -223,13 +382,7 @@ def _worker(args) -> dict:
         out["others_cpu"] = _others_cpu(cpu0, _cpu_accounting())
         return out
     if args.mode == "check":
-        n, layers, circuits = CHECK_CASE
-        angles, weights = _case_inputs(n, layers, circuits, circuits, args.seed)
-        step, info = _build_step(args.worker, n, layers, angles, weights)
-        probs, grad = step()
-        out.update(info)
-        out["probs"] = probs.detach().double().tolist()
-        out["grad"] = grad.detach().double().tolist()
+        out.update(check_run(args.worker, args.seed))
         return out
     k = args.k or circuits
     angles, weights = _case_inputs(n, layers, circuits, k, args.seed)
@@ -338,7 +491,8 @@ class Runner:
                "--bandwidth-mb", str(a.bandwidth_mb)]
         for key, val in kw.items():
             cmd += [f"--{key.replace('_', '-')}", str(val)]
-        env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="3")
+        env = dict(os.environ, PYTHONWARNINGS="ignore", TF_CPP_MIN_LOG_LEVEL="3",
+                   OMP_NUM_THREADS=str(a.threads), QULACS_NUM_THREADS=str(a.threads))  # OpenMP tools: torch's threads
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
@@ -383,6 +537,17 @@ class Runner:
             return
         self.tq_python = python
         self.tq_check = res
+
+
+def _unavailable(tool: str) -> str | None:
+    """A note if an optional tool's modules are not installed in this interpreter (its workers' interpreter)."""
+    from importlib.util import find_spec
+
+    missing = [m for m in OPTIONAL_MODULES.get(tool, ()) if find_spec(m) is None]
+    if not missing:
+        return None
+    return (f"{LABELS[tool]} not measured: {', '.join(missing)} not installed in {sys.executable} "
+            "(`pip install -e \".[bench]\"` installs every anchor but TorchQuantum).")
 
 
 def _max_diff(a, b) -> float:
@@ -481,27 +646,24 @@ def measure_all(args, log, command: str) -> dict:
     log(f"  copy {bw['copy_gbs']:.1f} GB/s, add {bw['add_gbs']:.1f} GB/s")
 
     # correctness: every tool's probabilities and angle gradients against hqctf's torch adjoint path, in this process
-    from hqctf.quantum import CircuitSpec, simulate
-
-    n, layers, circuits = CHECK_CASE
-    angles, weights = _case_inputs(n, layers, circuits, circuits, args.seed)
-    leaf = angles[:, :, None, :].clone().requires_grad_()
-    ref_probs = simulate(leaf, CircuitSpec(n, layers), engine="torch")
-    (ref_probs * weights).sum().backward()
-    ref = {"probs": ref_probs.detach().double().tolist(), "grad": leaf.grad[:, :, 0].double().tolist()}
+    ref = check_reference(args.seed)
     checks = {}
+    notes = []
     if "torchquantum" in tools:
         runner.detect_torchquantum()
         if runner.tq_python is None:
             tools.remove("torchquantum")
+            notes.append(runner.tq_note)
+    for tool in [t for t in tools if _unavailable(t)]:
+        notes.append(_unavailable(tool))
+        log(notes[-1])
+        tools.remove(tool)
     for tool in tools:
         res = runner.tq_check if tool == "torchquantum" else runner.run(tool, timeout=300, mode="check")
         if "error" in res:
             checks[tool] = {"error": res["error"]}
         else:
-            checks[tool] = {"probs": _max_diff(res["probs"], ref["probs"]), "grad": _max_diff(res["grad"], ref["grad"]),
-                            "version": res.get("version"), "torch": res.get("torch"),
-                            "torchvision_shim": res.get("torchvision_shim")}
+            checks[tool] = check_diffs(res, ref)
         log(f"check {tool}: {checks[tool]}")
 
     calls = args.repeats + 1
@@ -545,7 +707,7 @@ def measure_all(args, log, command: str) -> dict:
     if args.json:
         _save_json(args.json, rows, bw, checks, prev, command, started)
     return {"bandwidth": bw, "bandwidth_bps": bandwidth, "checks": checks, "rows": rows, "tools": tools, "runs": runs,
-            "tq_note": runner.tq_note, "tq_python": runner.tq_python, "elapsed_s": time.perf_counter() - started,
+            "notes": notes, "tq_python": runner.tq_python, "elapsed_s": time.perf_counter() - started,
             "load_start": load_start[0], "waited_s": runner.waited, "others_cpu": _others_cpu(cpu_start, _cpu_accounting()),
             "args": args}
 
@@ -622,7 +784,8 @@ def render(result: dict, command: str) -> str:
     lines += [
         "Forward + backward of batched RY + CNOT-ring circuits (|0..0>, L x [RY on every qubit, CNOT 0->1, ..., "
         "n-2->n-1, n-1->0]), loss = sum(probs * fixed random weights), float32 angles, "
-        f"median of {args.repeats} calls after one warm-up call. Produced by"
+        f"median of {args.repeats} calls after one warm-up call (Aer: forward only, probabilities without gradient, "
+        "for reference). Produced by"
         + (" (later runs re-measure, with `--reuse`, only what an earlier run's other processes disturbed):"
            if len(result["runs"]) > 1 else ":"),
         "",
@@ -638,14 +801,16 @@ def render(result: dict, command: str) -> str:
         + " (from /proc/stat minus this run's own CPU time; anything above a few % inflates the times).",
         f"- Python {m['python']}, torch {m['torch']}, PennyLane {m['pennylane']}, TorchQuantum "
         + (f"{tq_version} (torch {tq_check.get('torch')}, interpreter `{result['tq_python']}`)" if tq_version
-           else "not measured"),
+           else "not measured")
+        + "".join(f", {name} " + (checks[tool]["version"] if checks.get(tool, {}).get("version") else "not measured")
+                  for tool, name in (("qulacs", "qulacs"), ("lightning", "PennyLane-Lightning"), ("aer", "qiskit-aer"))),
         f"- Bandwidth (torch, {bw['array_mb']} MB float32 arrays, {args.threads} threads, best of 10): "
         f"copy {bw['copy_gbs']:.1f} GB/s (read + write), add {bw['add_gbs']:.1f} GB/s (2 reads + write); "
         f"the floor uses the larger, {result['bandwidth_bps'] / 1e9:.1f} GB/s.",
         "",
     ]
-    if result["tq_note"]:
-        lines += [f"**{result['tq_note']}**", ""]
+    for note in result["notes"]:
+        lines += [f"**{note}**", ""]
     lines += ["### Method", ""]
     mb = None
     for row in rows:
@@ -664,13 +829,36 @@ def render(result: dict, command: str) -> str:
         "- TorchQuantum: one `tq.QuantumDevice(n_wires=n, bsz=C)` (complex64 state), `reset_states(C)` then "
         "`tq.functional.ry(qdev, wires=q, params=theta[:, l, q])` / `tq.functional.cnot` gate by gate, "
         "probabilities `qdev.get_states_1d().abs() ** 2`; run in its own interpreter (see below).",
+        "- qulacs: no batch dimension, so the C circuits run one after another in a Python loop through one "
+        "`ParametricQuantumCircuit` (its L n parameters set per circuit with `set_parameter`) and one `QuantumState` "
+        "(complex128): `update_quantum_state`, probabilities from `get_vector()`, then the gradient by "
+        "`backprop_inner_product(bra)` with bra = 2 w * psi (d/dtheta sum_x w_x |psi_x|^2 = Re<2 w psi | dpsi/dtheta>; "
+        "no observable needed; qulacs runs the circuit forward again inside it, then backward). qulacs' RY(t) is "
+        "exp(+i t Y/2), so angles go in negated and gradients come out negated. Threads: `QULACS_NUM_THREADS` = "
+        "`OMP_NUM_THREADS` = --threads (qulacs parallelises inside one state, above its qubit threshold).",
+        "- lightning.qubit: adjoint differentiation (`gradient_method=\"adjoint\"`, complex128) of the loss written as "
+        "`qml.expval(qml.SparseHamiltonian(diag(w_c)))` per circuit (its adjoint method accepts expectation values "
+        "only, no probabilities; a dense `qml.Hermitian` of 2^n x 2^n would not fit at n = 14). Parameter broadcasting "
+        "does not help: each circuit has its own observable and lightning expands broadcast tapes into one tape "
+        "per circuit anyway, so the C tapes (one per circuit) go to `dev.execute_and_compute_derivatives(tapes, "
+        "config)` in one call. That is PennyLane's device API without the QNode / torch interface layer (same C++ "
+        "adjoint; about 3x faster than `qml.execute(..., diff_method=\"adjoint\")` on torch tensors at n=10, L=4, "
+        "C=32 when this benchmark was written, the rest being Python). The observable is rebuilt every call (the "
+        "weights stand for the upstream gradient of a training step). The check's probabilities come from a "
+        "separate `qml.probs` execution.",
+        "- Aer (forward only): one parametrised Qiskit circuit (`ry`, `cx`, then `save_probabilities()`), one "
+        "`AerSimulator(method=\"statevector\")` job per call with C parameter binds (complex128; "
+        "`max_parallel_threads` = `max_parallel_experiments` = --threads). It computes probabilities only, no "
+        "gradient: its times are a forward pass, shown next to hqctf's forward + backward for reference.",
         "- Correctness: before timing, each tool's probabilities and angle gradients on one small case "
         f"(n={CHECK_CASE[0]}, L={CHECK_CASE[1]}, C={CHECK_CASE[2]}, same angles and weights) are compared with "
-        "hqctf's torch adjoint path, which also fixes the qubit ordering (qubit 0 = most significant bit in all three). "
-        "Max abs differences: "
-        + "; ".join(f"{t}: " + (f"probs {c['probs']:.1e}, grads {c['grad']:.1e}" if "error" not in c else
-                                f"FAILED ({c['error']})") for t, c in checks.items()) + ".",
-        "- Subsets: PennyLane and TorchQuantum first run a probe on "
+        "hqctf's torch adjoint path, which also fixes the qubit ordering (qubit 0 = most significant bit in hqctf, "
+        "PennyLane and TorchQuantum; qulacs and Qiskit count from the least significant bit, so their circuits put "
+        "hqctf's qubit q on their qubit n-1-q). Max abs differences: "
+        + "; ".join(f"{t}: " + (f"FAILED ({c['error']})" if "error" in c else f"probs {c['probs']:.1e}, " + (
+            "grads n/a (forward only)" if c["grad"] is None else f"grads {c['grad']:.1e}")) for t, c in checks.items())
+        + ".",
+        "- Subsets: " + ", ".join(LABELS[t] for t in SUBSET_TOOLS) + " first run a probe on "
         f"{PROBE_CIRCUITS} circuits (own process). If {args.repeats + 1} calls on all C circuits are estimated "
         f"(linearly from the probe) to take over {args.max_case_seconds:.0f} s or to peak over "
         f"{args.max_case_mb:.0f} MB, the case is timed on the largest power of two k of circuits that fits and "
@@ -719,32 +907,30 @@ def render(result: dict, command: str) -> str:
         "",
         "### Results",
         "",
-        "Times in seconds; speedups and hqctf/floor use hqctf native (the default); peak MB: native / adjoint / "
-        "autograd / PennyLane / TorchQuantum. Each measurement waited for an idle machine (`--wait-idle`) and was repeated up to "
-        f"{args.retries} times when other processes used more than {100 * args.max_disturbance:.0f}% of the CPUs "
-        "during its timed calls; ⚠x% marks one still disturbed (x% of the CPUs used by others, so inflated). "
-        + _disturbance_summary(rows, args),
+        "Times in seconds; speedups and hqctf/floor use hqctf native (the default); \"vs fastest anchor\" is the "
+        "fastest forward + backward anchor measured in that case (" + ", ".join(LABELS[a] for a in ANCHORS) + "), "
+        "named in the cell; Aer is forward only (probabilities, no gradient), so its column and \"hqctf fwd+bwd vs "
+        "Aer fwd only\" compare a forward pass with hqctf's forward + backward; peak MB: "
+        + " / ".join(SHORT[x] for x in TOOLS) + ". Each measurement waited for an idle machine (`--wait-idle`) and was "
+        f"repeated up to {args.retries} times when other processes used more than {100 * args.max_disturbance:.0f}% "
+        "of the CPUs during its timed calls; ⚠x% marks one still disturbed (x% of the CPUs used by others, so "
+        "inflated). " + _disturbance_summary(rows, args),
         "",
-        "| n | L | C | hqctf native s | hqctf torch adjoint s | hqctf torch autograd s | PennyLane s | "
-        "TorchQuantum s | floor s | speedup vs PennyLane | speedup vs TorchQuantum | hqctf/floor | "
-        "peak MB native / adj / autograd / PL / TQ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| n | L | C | " + " | ".join(f"{LABELS[x]} s" for x in TOOLS) + " | floor s | speedup vs PennyLane | "
+        "speedup vs TorchQuantum | speedup vs fastest anchor | hqctf fwd+bwd vs Aer fwd only | hqctf/floor | "
+        "peak MB " + " / ".join(SHORT[x] for x in TOOLS) + " |",
+        "|---|---|---|" + "---|" * (len(TOOLS) + 7),
     ]
     lim = args.max_disturbance
     for row in rows:
         t = row["tools"]
         adj = _secs(row, MAIN)
-        pl, tq = _secs(row, "pennylane"), _secs(row, "torchquantum")
-        sp_pl = pl / adj if adj and pl else None
-        sp_tq = tq / adj if adj and tq else None
-        ratio = adj / row["floor_s"] if adj else None
-        mems = " / ".join(_cell_mem(t.get(x)) for x in TOOLS)
-        lines.append(
-            f"| {row['n']} | {row['L']} | {row['C']} | {_cell_time(t.get(MAIN), lim)} | "
-            f"{_cell_time(t.get('hqctf-adjoint'), lim)} | {_cell_time(t.get('hqctf-autograd'), lim)} | {_cell_time(t.get('pennylane'), lim)} | "
-            f"{_cell_time(t.get('torchquantum'), lim)} | {_fmt_s(row['floor_s'])} | {_fmt_x(sp_pl)} | {_fmt_x(sp_tq)} | "
-            f"{_fmt_x(ratio)} | {mems} |"
-        )
+        fastest, anchor = _fastest_anchor(row)
+        cells = [str(row[key]) for key in ("n", "L", "C")] + [_cell_time(t.get(x), lim) for x in TOOLS] + [
+            _fmt_s(row["floor_s"]), _fmt_x(_ratio(row, "pennylane")), _fmt_x(_ratio(row, "torchquantum")),
+            _fmt_x(fastest) + (f" ({LABELS[anchor]})" if anchor else ""), _fmt_x(_ratio(row, "aer")),
+            _fmt_x(adj / row["floor_s"] if adj else None), " / ".join(_cell_mem(t.get(x)) for x in TOOLS)]
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "### Targets", ""]
     lines += _targets(rows)
     return "\n".join(lines) + "\n"
@@ -758,19 +944,27 @@ def _disturbance_summary(rows, args) -> str:
             "average during the timed calls.")
 
 
+ANCHOR_TARGET = (f"built-in engine >= {TARGETS['anchors']:.0f}x faster than the fastest of qulacs, lightning.qubit "
+                 "(adjoint), PennyLane default.qubit and TorchQuantum on every grid case (forward + backward); Aer "
+                 "forward-only shown for reference, compared with hqctf's forward+backward")
+
+
 def _targets(rows) -> list[str]:
     out = []
-    specs = [
-        ("pennylane", f">= {TARGETS['pennylane']:.0f}x faster than PennyLane", lambda r: _ratio(r, "pennylane"),
-         lambda x: x >= TARGETS["pennylane"], lambda r: True),
-        ("torchquantum", f">= {TARGETS['torchquantum']:.0f}x faster than TorchQuantum",
-         lambda r: _ratio(r, "torchquantum"), lambda x: x >= TARGETS["torchquantum"], lambda r: True),
-        ("floor", f"within {TARGETS['floor']:.0f}x of the bandwidth floor for n >= 10",
+    specs = [  # text, value(row), ok(value), applies(row), what a missed case adds after its ratio
+        (f">= {TARGETS['pennylane']:.0f}x faster than PennyLane", lambda r: _ratio(r, "pennylane"),
+         lambda x: x >= TARGETS["pennylane"], lambda r: True, lambda r: ""),
+        (f">= {TARGETS['torchquantum']:.0f}x faster than TorchQuantum",
+         lambda r: _ratio(r, "torchquantum"), lambda x: x >= TARGETS["torchquantum"], lambda r: True, lambda r: ""),
+        (f"within {TARGETS['floor']:.0f}x of the bandwidth floor for n >= 10",
          lambda r: (_secs(r, MAIN) or math.nan) / r["floor_s"], lambda x: x <= TARGETS["floor"],
-         lambda r: r["n"] >= 10),
+         lambda r: r["n"] >= 10, lambda r: ""),
+        (ANCHOR_TARGET, lambda r: _fastest_anchor(r)[0], lambda x: x >= TARGETS["anchors"], lambda r: True,
+         lambda r: f" vs {LABELS[_fastest_anchor(r)[1]]}"),
     ]
-    for _key, text, value, ok, applies in specs:
-        vals = [(r, value(r)) for r in rows if applies(r)]
+    for text, value, ok, applies, detail in specs:
+        cases = [r for r in rows if applies(r)]
+        vals = [(r, value(r)) for r in cases]
         vals = [(r, v) for r, v in vals if v is not None and not math.isnan(v)]
         if not vals:
             out.append(f"- {text}: not measured.")
@@ -778,10 +972,34 @@ def _targets(rows) -> list[str]:
         miss = [(r, v) for r, v in vals if not ok(v)]
         state = "met" if not miss else ("not met" if len(miss) == len(vals) else "partly met")
         line = f"- {text}: **{state}** in {len(vals) - len(miss)}/{len(vals)} cases"
+        if len(vals) < len(cases):
+            line += f" ({len(cases) - len(vals)} more not measured)"
         if miss:
-            line += "; missed at " + ", ".join(f"(n={r['n']}, L={r['L']}, C={r['C']}: {v:.2f}x)" for r, v in miss)
+            line += "; missed at " + ", ".join(f"(n={r['n']}, L={r['L']}, C={r['C']}: {v:.2f}x{detail(r)})"
+                                               for r, v in miss)
         out.append(line + ".")
+    absent = [LABELS[a] for a in ANCHORS if not any(_secs(r, a) for r in rows)]
+    partial = [LABELS[a] for a in ANCHORS if LABELS[a] not in absent and not all(_secs(r, a) for r in rows)]
+    if rows and (absent or partial):
+        parts = ([f"not measured: {', '.join(absent)}"] if absent else []) + (
+            [f"missing in some cases: {', '.join(partial)}"] if partial else [])
+        out.append("  (over the anchors measured in each case; " + "; ".join(parts) + ")")
+    xs = [x for x in (_ratio(r, "aer") for r in rows) if x]
+    if xs:
+        out.append(f"- Reference, no target: hqctf native forward + backward vs Aer forward only: {_fmt_x(min(xs))} to "
+                   f"{_fmt_x(max(xs))} (Aer time / hqctf time); hqctf's forward + backward is faster than Aer's forward "
+                   f"alone in {sum(x > 1 for x in xs)}/{len(xs)} cases.")
     return out
+
+
+def _fastest_anchor(row) -> tuple[float | None, str | None]:
+    """(speedup of hqctf native over the fastest forward + backward anchor measured in this row, that anchor)."""
+    times = [(_secs(row, a), a) for a in ANCHORS if _secs(row, a)]
+    main = _secs(row, MAIN)
+    if not times or not main:
+        return None, None
+    secs, anchor = min(times)
+    return secs / main, anchor
 
 
 def _ratio(row, tool):
@@ -795,8 +1013,8 @@ def write_section(path: Path, section: str) -> None:
 
 
 def print_table(result: dict) -> None:
-    hdr = ["n", "L", "C", "native", "adjoint", "autograd", "PennyLane", "TorchQ", "floor", "xPL", "xTQ", "/floor",
-           "peak MB nat/adj/ag/PL/TQ"]
+    hdr = (["n", "L", "C"] + [SHORT[x] for x in TOOLS] + ["floor", "xPL", "xTQ", "xfastest", "xAer (fwd only)",
+                                                          "/floor", "peak MB " + " / ".join(SHORT[x] for x in TOOLS)])
     rows = []
     for row in result["rows"]:
         t = row["tools"]
@@ -811,19 +1029,21 @@ def print_table(result: dict) -> None:
             return (_fmt_s(res["seconds"]) + ("*" if res.get("scaled_from") else "")
                     + ("!" if _disturbed(res, result["args"].max_disturbance) else ""))
 
-        rows.append([str(row["n"]), str(row["L"]), str(row["C"]), cell(MAIN), cell("hqctf-adjoint"), cell("hqctf-autograd"),
-                     cell("pennylane"), cell("torchquantum"), _fmt_s(row["floor_s"]),
-                     _fmt_x(_ratio(row, "pennylane")), _fmt_x(_ratio(row, "torchquantum")),
-                     _fmt_x(adj / row["floor_s"] if adj else None),
-                     "/".join(_cell_mem(t.get(x)).split(" ")[0] for x in TOOLS)])
+        fastest, anchor = _fastest_anchor(row)
+        rows.append([str(row["n"]), str(row["L"]), str(row["C"])] + [cell(x) for x in TOOLS] + [
+            _fmt_s(row["floor_s"]), _fmt_x(_ratio(row, "pennylane")), _fmt_x(_ratio(row, "torchquantum")),
+            _fmt_x(fastest) + (f" ({SHORT[anchor]})" if anchor else ""), _fmt_x(_ratio(row, "aer")),
+            _fmt_x(adj / row["floor_s"] if adj else None),
+            "/".join(_cell_mem(t.get(x)).split(" ")[0] for x in TOOLS)])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(hdr)]
     print("  ".join(h.rjust(w) for h, w in zip(hdr, widths)))
     for r in rows:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
     print("(* = measured on a subset of circuits and scaled; see the doc section for k; "
-          "! = other processes disturbed the measurement)")
-    if result["tq_note"]:
-        print(result["tq_note"])
+          "! = other processes disturbed the measurement; xfastest = vs the fastest forward + backward anchor; "
+          "Aer forward only: probabilities, no gradient)")
+    for note in result["notes"]:
+        print(note)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -834,7 +1054,10 @@ def main(argv: list[str] | None = None) -> int:
                         "with --quick the default is to write nothing)")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per case after one warm-up (default 5; 1 with --quick)")
-    p.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
+    p.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS, metavar="TOOL",
+                   help=f"tools to measure, of {', '.join(TOOLS)} (default all; qulacs, lightning (lightning.qubit "
+                        "adjoint) and aer (Aer, forward only) are skipped with a note where not installed, "
+                        "torchquantum where it does not import under --torchquantum-python)")
     p.add_argument("--n", type=int, nargs="+", help="restrict the grid to these qubit counts")
     p.add_argument("--layers", type=int, nargs="+", help="restrict the grid to these layer counts")
     p.add_argument("--circuits", type=int, nargs="+", help="restrict the grid to these circuit counts")
@@ -853,12 +1076,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, default=None, help="save the raw measurements here (after every case)")
     p.add_argument("--reuse", type=Path, default=None,
                    help="a --json file of an earlier run: keep its undisturbed measurements, re-measure the rest")
-    p.add_argument("--remeasure", nargs="+", default=[], choices=TOOLS,
+    p.add_argument("--remeasure", nargs="+", default=[], choices=TOOLS, metavar="TOOL",
                    help="with --reuse: measure these tools again anyway (e.g. after changing them)")
     p.add_argument("--max-wait-total", type=float, default=600.0,
                    help="stop waiting for an idle machine once this many seconds were spent waiting in all")
     p.add_argument("--max-case-seconds", type=float, default=60.0,
-                   help="PennyLane/TorchQuantum cases estimated to need longer (warm-up + repeats) run on a subset")
+                   help=f"cases of {', '.join(SUBSET_TOOLS)} estimated to need longer (warm-up + repeats) run on "
+                        "a subset")
     p.add_argument("--max-case-mb", type=float, default=4000.0,
                    help="... or estimated to peak above this many MB")
     p.add_argument("--bandwidth-mb", type=int, default=None, help="size of each bandwidth array (default 256; 32 with --quick)")
