@@ -4,11 +4,13 @@ Times, on one OpenKBP case and the same network each:
 
 * ``patch windows``: sliding windows of the training patch with 25 % overlap (hqctf's path before whole-slice
   prediction, recomputing the overlaps);
-* ``hqctf (torch)``: `predict_volume` as `hqctf predict`/`evaluate` run it (2D: whole slices padded to a multiple
-  of 16, several per pass, under inference mode);
+* ``whole slices (eager)``: `predict_volume` on the network as built (2D: whole slices padded to a multiple of 16,
+  several per pass, under inference mode);
+* ``hqctf (torch)``: the same path on `cpu_inference_network` of the network, as `hqctf predict --runtime torch`
+  and `hqctf evaluate` run it (instance norms as group norms, channels-last throughout);
 * ``hqctf (onnxruntime)``: the same path with the network exported to ONNX and run by onnxruntime (what
   `hqctf predict` does by default when the onnx extra is installed, and with an `hqctf export --format onnx`);
-* ``QPG merged``: the torch path on a merged QPG network of the same architecture (an ordinary MONAI network,
+* ``QPG merged``: the hqctf torch path on a merged QPG network of the same architecture (an ordinary MONAI network,
   so it should run exactly as fast as the classical one).
 
 Weights come from initialisation: run time does not depend on their values. Median of interleaved repeats.
@@ -41,10 +43,10 @@ from hqctf.infer.predict import _OnnxNet  # noqa: E402
 from hqctf.qpg import merge  # noqa: E402
 from hqctf.train.config import ModeConfig, ModelConfig  # noqa: E402
 from hqctf.train.models import build_model, logits_of  # noqa: E402
-from hqctf.train.validate import predict_volume  # noqa: E402
+from hqctf.train.validate import cpu_inference_network, predict_volume  # noqa: E402
 
 HEADING = "## Inference (benchmarks/infer.py)"
-PATHS = ("patch windows", "hqctf (torch)", "hqctf (onnxruntime)", "QPG merged")
+PATHS = ("patch windows", "whole slices (eager)", "hqctf (torch)", "hqctf (onnxruntime)", "QPG merged")
 
 
 @torch.no_grad()
@@ -84,10 +86,12 @@ def main(argv: list[str] | None = None) -> None:
             features = (4, 4, 8, 8, 16, 4) if args.quick else features
             config = ModelConfig(name="unetpp" if dims == 2 else "unet", spatial_dims=dims, features=features)
             classical = build_model(config, ModeConfig(name="classical"), 8).eval()
-            qpg = merge(build_model(config, ModeConfig(name="qpg"), 8)).eval()
+            fast = cpu_inference_network(classical, dims)
+            qpg = cpu_inference_network(merge(build_model(config, ModeConfig(name="qpg"), 8)).eval(), dims)
             runs = {
                 "patch windows": lambda: patch_windows(classical, image, dims, patch),
-                "hqctf (torch)": lambda: predict_volume(classical, image, dims, patch),
+                "whole slices (eager)": lambda: predict_volume(classical, image, dims, patch),
+                "hqctf (torch)": lambda: predict_volume(fast, image, dims, patch),
                 "hqctf (onnxruntime)": (lambda net: lambda: predict_volume(net, image, dims, patch))(
                     onnx_net(classical, dims, patch, Path(tmp))),
                 "QPG merged": lambda: predict_volume(qpg, image, dims, patch),
@@ -108,8 +112,9 @@ def main(argv: list[str] | None = None) -> None:
              f"Machine: {m['nproc']} CPU cores ({m['cpu']}), {m['ram_gib']:.0f} GiB, no GPU; torch {m['torch']}, "
              f"monai {m['monai']}, {torch.get_num_threads()} torch threads", "",
              f"OpenKBP case {case_id}, 8 output channels, seconds per case (median of {repeats} interleaved "
-             "repeats). Patch windows: the training patch with 25 % overlap; hqctf: whole slices in one window where "
-             "they fit (2D), several per pass; onnxruntime: the same path through an ONNX export of the same "
+             "repeats). Patch windows: the training patch with 25 % overlap (the path before whole-slice prediction); "
+             "whole slices: one window per slice where it fits (2D), several per pass, on the network as built; "
+             "hqctf (torch): the same on the network laid out for the CPU (group norms, channels-last); onnxruntime: the same path through an ONNX export of the same "
              "network; QPG merged: a merged QPG network of the same architecture on the torch path.", "",
              "| network | volume (voxels) | training patch | " + " | ".join(f"{p} s" for p in PATHS)
              + " | speed-up over patch windows | torch / onnxruntime | QPG merged / classical |",

@@ -124,7 +124,7 @@ def test_a_folder_holding_another_bench_or_other_files_is_refused(tiny_bench, tm
 
 
 def test_bundled_benches_load():
-    for name in ("cpu-small", "paper"):
+    for name in ("cpu-small", "cpu-controls", "paper"):
         config = load_bench_config(name)
         base = config.base_config()
         assert base.optim.patience == config.patience and base.optim.epochs == config.max_epochs

@@ -45,6 +45,21 @@ def _mixed_reference(spec: CircuitSpec, angles: torch.Tensor, p: float) -> torch
     return torch.stack([torch.as_tensor(circuit(a)) for a in angles])
 
 
+@pytest.mark.parametrize("spec", [*SPECS, CircuitSpec(4, 2, rotations=("ry",), entangler="cnot", ring=True),
+                                  CircuitSpec(2, 1, rotations=("u3",), entangler="cz")])
+def test_the_pauli_basis_simulation_matches_default_mixed(spec):
+    """Without gradients (evaluation), depolarising noise is simulated in the Pauli basis."""
+    torch.manual_seed(2)
+    angles = torch.rand(3, *spec.angle_shape, dtype=torch.float64) * 6
+    for p in (0.0, 0.02, 0.3):
+        probs = depolarized_probabilities(angles, spec, p)
+        assert torch.allclose(probs, _mixed_reference(spec, angles, p), atol=1e-10)
+    with torch.no_grad():  # angles that require grad, under no_grad, take the same path
+        probs = depolarized_probabilities(angles.clone().requires_grad_(), spec, 0.02)
+    assert not probs.requires_grad
+    assert torch.allclose(probs, _mixed_reference(spec, angles, 0.02), atol=1e-10)
+
+
 @pytest.mark.parametrize("spec", SPECS)
 def test_depolarizing_matches_default_mixed(spec):
     torch.manual_seed(1)
@@ -67,8 +82,17 @@ def test_no_depolarizing_is_the_statevector():
                           torch.full((3, 8), 1 / 8, dtype=torch.float64), atol=1e-12)  # p = 3/4: fully mixed
 
 
+def test_the_pauli_basis_simulation_is_the_density_matrix_one_at_float32():
+    spec = CircuitSpec(6, 3, rotations=("ry",), entangler="cnot", ring=True)
+    angles = torch.rand(5, *spec.angle_shape) * 6
+    dense = depolarized_probabilities(angles.clone().requires_grad_(), spec, 0.01)
+    assert torch.allclose(depolarized_probabilities(angles, spec, 0.01), dense.detach(), atol=1e-6)
+
+
 def test_refusals():
-    with pytest.raises(ValueError, match="at most 10 qubits.*backend: pennylane with device: default.mixed"):
-        depolarized_probabilities(torch.zeros(1, 1, 1, 11), CircuitSpec(11, 1), 0.01)
+    with pytest.raises(ValueError, match="training .* at most 10 qubits.*backend: pennylane with device: default.mixed"):
+        depolarized_probabilities(torch.zeros(1, 1, 1, 11, requires_grad=True), CircuitSpec(11, 1), 0.01)
+    with pytest.raises(ValueError, match="at most 13 qubits, these circuits have 14; use backend: qiskit"):
+        depolarized_probabilities(torch.zeros(1, 1, 1, 14), CircuitSpec(14, 1), 0.01)
     with pytest.raises(ValueError, match="readout_error has 2 entries, but the circuits have 3 qubits"):
         readout(torch.ones(1, 8) / 8, (0.1, 0.2))

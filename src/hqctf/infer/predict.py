@@ -44,7 +44,7 @@ from ..data.structures import tg263_name
 from ..train.config import ConfigError
 from ..train.plausibility import flag, flag_message, read_ranges, structure_sizes
 from ..train.views import axial_overlay_png, busiest_slice, display_affine
-from ..train.validate import predict_volume
+from ..train.validate import cpu_inference_network, predict_volume
 from .export import MODEL_JSON, load_run, read_model_json, require_onnx, write_onnx
 
 
@@ -63,11 +63,12 @@ def _onnx_available() -> bool:
 
 
 def _on_runtime(net: nn.Module, runtime: str, spatial_dims: int, patch_size: tuple[int, ...]) -> nn.Module:
-    """``net`` itself (torch), or exported to ONNX once and run by onnxruntime."""
+    """``net`` on torch (laid out for the CPU: `cpu_inference_network`), or exported to ONNX once and run by
+    onnxruntime."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     if runtime == "torch" or (runtime == "auto" and not _onnx_available()):
-        return net
+        return cpu_inference_network(net, spatial_dims)
     for module in ("onnx", "onnxruntime"):
         require_onnx(module, "--runtime onnxruntime")
     with tempfile.TemporaryDirectory() as tmp:

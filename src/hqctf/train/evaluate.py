@@ -20,11 +20,12 @@ from ..atomic import write_atomic
 from ..data.cache import CaseCache
 from ..data.formats import open_source
 from ..data.splits import load_splits
-from .config import QPG_MODES, ConfigError, TrainConfig, apply_overrides, build_config
+from ..qpg import merge
+from .config import GENERATED_MODES, QPG_MODES, ConfigError, TrainConfig, apply_overrides, build_config
 from .metrics import METRICS, mean_over_structures
 from .models import build_model
 from .trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, read_summary, resume_config
-from .validate import validate_cases
+from .validate import cpu_inference_network, validate_cases
 
 SPLITS = ("test", "val", "train", "all")
 MEASUREMENT_KEYS = ("backend", "device", "shots", "readout_error", "depolarizing", "engine")  # evaluate --set qpg.*
@@ -133,7 +134,9 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
         torch.manual_seed(config.seed)
     model = build_model(config.model, config.mode, max(labels, default=0) + 1)
     model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=False)["model"])
-    model.to(device)
+    if config.mode.name in GENERATED_MODES:
+        model = merge(model, inplace=True)  # weights generated (measured) once, as every forward would
+    model = cpu_inference_network(model, config.model.spatial_dims) if device == "cpu" else model.to(device).eval()
     columns = [TextColumn(f"evaluating {split}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, disable=not progress) as bar:
