@@ -20,10 +20,9 @@ from .models import logits_of
 class _ChannelsLast(nn.Module):
     """``net`` fed channels-last inputs (its weights are channels-last too, so every layer keeps that layout)."""
 
-    def __init__(self, net: nn.Module, spatial_dims: int) -> None:
+    def __init__(self, net: nn.Module, layout: torch.memory_format) -> None:
         super().__init__()
-        self.net = net
-        self.layout = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+        self.net, self.layout = net, layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         return self.net(x.contiguous(memory_format=self.layout))
@@ -49,7 +48,7 @@ def cpu_inference_network(net: nn.Module, spatial_dims: int) -> nn.Module:
     fast = copy.deepcopy(net).cpu().eval()
     _as_group_norms(fast)
     layout = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
-    return _ChannelsLast(fast.to(memory_format=layout), spatial_dims).eval()
+    return _ChannelsLast(fast.to(memory_format=layout), layout).eval()
 
 
 def slice_window(shape: Sequence[int], patch_size: Sequence[int], max_ratio: int = 4) -> tuple[int, ...]:
