@@ -43,9 +43,20 @@ def settings(shots: list[int], readout: list[float], depolarizing: list[float], 
     return out
 
 
-def copy_run(run: Path, work: Path) -> Path:
-    """The files evaluation needs, copied into ``work/<run name>`` (once)."""
-    target = work / run.name
+def run_labels(runs: list[Path]) -> list[str]:
+    """A distinct label per run: its folder name, or as many trailing path parts as tell the runs apart (two
+    benches' ``runs/unetpp-qpg-n20-seed0`` become ``b-qpg/runs/unetpp-qpg-n20-seed0`` and so on)."""
+    parts = [run.resolve().parts for run in runs]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    raise ValueError(f"the same run is given twice: {', '.join(map(str, runs))}")
+
+
+def copy_run(run: Path, label: str, work: Path) -> Path:
+    """The files evaluation needs, copied into ``work/<label>`` (once)."""
+    target = work / label
     if not (target / "best.pt").is_file():
         target.mkdir(parents=True, exist_ok=True)
         for name in COPIED:
@@ -111,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shots", default="100,1000,10000,100000,1000000", help="comma-separated shot counts")
     parser.add_argument("--readout", default="0.001,0.01,0.02,0.05", help="comma-separated flip probabilities")
     parser.add_argument("--depolarizing", default="", help="comma-separated probabilities per gate (slow)")
+    parser.add_argument("--depolarizing-run", dest="depolarizing_runs", action="append", type=Path, default=None,
+                        help="run (one of --run) that gets the depolarising settings (repeatable; default: every run)")
     parser.add_argument("--depolarizing-backend", default="builtin", choices=("builtin", "qiskit", "pennylane"))
     parser.add_argument("--work", type=Path, default=Path("runs/robustness"), help="copies and results.json")
     parser.add_argument("--out", type=Path, default=None, help="markdown file whose section to write")
@@ -123,20 +136,26 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     store = args.work / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else []
-    for run in args.runs:
-        copy = copy_run(run, args.work)
+    labels = run_labels(args.runs)
+    noisy = {r.resolve() for r in (args.depolarizing_runs or args.runs)}
+    if not noisy <= {r.resolve() for r in args.runs}:
+        parser.error("every --depolarizing-run must also be given as --run")
+    for run, name in zip(args.runs, labels):
+        copy = copy_run(run, name, args.work)
         for label, overrides in plan:
-            if any(r["run"] == run.name and r["setting"] == label for r in results):
+            if label.startswith("depolarizing") and run.resolve() not in noisy:
+                continue
+            if any(r["run"] == name and r["setting"] == label for r in results):
                 continue
             t = time.perf_counter()
             _, summary = evaluate_run(copy, data=None, split="test", overrides=overrides)
             dice = summary["mean"]["dice_mean"]
-            results.append({"run": run.name, "setting": label, "dice": dice, "seconds": time.perf_counter() - t})
-            print(f"{run.name} {label}: test Dice {dice:.4f} ({time.perf_counter() - t:.0f} s)", flush=True)
+            results.append({"run": name, "setting": label, "dice": dice, "seconds": time.perf_counter() - t})
+            print(f"{name} {label}: test Dice {dice:.4f} ({time.perf_counter() - t:.0f} s)", flush=True)
             store.parent.mkdir(parents=True, exist_ok=True)
             store.with_suffix(".tmp").write_text(json.dumps(results, indent=1))
             store.with_suffix(".tmp").replace(store)
-    wanted = {r.name for r in args.runs}
+    wanted = set(labels)
     chosen = [r for r in results if r["run"] in wanted and r["setting"] in {label for label, _ in plan}]
     _plot(chosen, args.image)
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/robustness.py", *(argv or sys.argv[1:])])

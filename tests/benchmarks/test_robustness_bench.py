@@ -1,9 +1,12 @@
 """Smoke test of benchmarks/robustness.py on a tiny trained QPG run: every setting scored, resumable, one section."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "robustness.py"
@@ -43,3 +46,29 @@ def test_depolarizing_settings_name_their_backend():
         ("depolarizing 0.01", ["qpg.depolarizing=0.01", "qpg.backend=qiskit"])]
     assert settings([], [0.02], [0.01], "builtin")[1:] == [("readout 0.02", ["qpg.readout_error=0.02"]),
                                                            ("depolarizing 0.01", ["qpg.depolarizing=0.01"])]
+
+
+def test_runs_with_the_same_folder_name_get_distinct_labels(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from robustness import run_labels
+
+    a, b = tmp_path / "b-qpg" / "runs" / "unetpp-qpg-n20-seed0", tmp_path / "b-shots" / "runs" / "unetpp-qpg-n20-seed0"
+    assert run_labels([a, tmp_path / "other"]) == ["unetpp-qpg-n20-seed0", "other"]
+    assert run_labels([a, b]) == ["b-qpg/runs/unetpp-qpg-n20-seed0", "b-shots/runs/unetpp-qpg-n20-seed0"]
+    with pytest.raises(ValueError, match="twice"):
+        run_labels([a, a])
+
+
+def test_depolarizing_runs_limit_the_slow_settings(qpg_run, tmp_path):
+    first, second = tmp_path / "a" / qpg_run.name, tmp_path / "b" / qpg_run.name
+    for target in (first, second):
+        shutil.copytree(qpg_run, target)
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--run", str(first), "--run", str(second), "--shots", "", "--readout", "",
+         "--depolarizing", "0.01", "--depolarizing-run", str(first), "--work", str(tmp_path / "work"),
+         "--image", str(tmp_path / "r.png")], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = {(r["run"], r["setting"]) for r in json.loads((tmp_path / "work" / "results.json").read_text())}
+    a, b = f"a/{qpg_run.name}", f"b/{qpg_run.name}"
+    assert done == {(a, "exact"), (a, "depolarizing 0.01"), (b, "exact")}
+    assert "| depolarizing 0.01 | " in proc.stdout and "| – | – |" in proc.stdout

@@ -41,7 +41,7 @@ from .loss import MarginalDiceCELoss
 from .models import build_model, logits_of, parameter_groups
 from .plausibility import RANGES_FILE, volume_ranges
 from .schedule import WarmupSchedule
-from .validate import summarise, validate_cases
+from .validate import cpu_inference_network, summarise, validate_cases
 from .views import axial_overlay_png, busiest_slice, display_affine
 
 LOWER_IS_BETTER = ("hd95", "loss")
@@ -275,6 +275,8 @@ class Trainer:
     def _validate(self, on_case: Callable[[int, int], None] | None = None) -> dict[str, float]:
         v = self.config.validation
         model = merge(self.model) if generators(self.model) else self.model  # generate the weights once, not per window
+        if self.world.device.type == "cpu":
+            model = cpu_inference_network(model, self.config.model.spatial_dims)
         per_case, predictions = validate_cases(model, self.val_cases, self.config.model.spatial_dims,
                                                self.config.data.patch_size, v.overlap, v.tolerance_mm, self.world.device,
                                                on_case)
