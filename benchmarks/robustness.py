@@ -34,12 +34,17 @@ COPIED = ("config.yaml", "splits.json", "best.pt", "volume_ranges.json")
 
 
 def settings(shots: list[int], readout: list[float], depolarizing: list[float], backend: str) -> list[tuple[str, list[str]]]:
-    """(label, evaluate overrides) of every measurement setting, exact first."""
-    out = [("exact", [])]
-    out += [(f"shots {s:g}", [f"qpg.shots={s}"]) for s in shots]
-    out += [(f"readout {p:g}", [f"qpg.readout_error={p}"]) for p in readout]
-    out += [(f"depolarizing {p:g}", [f"qpg.depolarizing={p}", *([f"qpg.backend={backend}"] if backend != "builtin"
-                                                              else [])]) for p in depolarizing]
+    """(label, evaluate overrides) of every measurement setting, exact first. Each setting states shots, readout
+    error and depolarising noise, so a run trained with shots or noise is also scored on exact probabilities."""
+    def measured(shots: int | None = None, readout: float = 0.0, depolarizing: float = 0.0) -> list[str]:
+        return [f"qpg.shots={'null' if shots is None else shots}", f"qpg.readout_error={readout}",
+                f"qpg.depolarizing={depolarizing}"]
+
+    out = [("exact", measured())]
+    out += [(f"shots {s:g}", measured(shots=s)) for s in shots]
+    out += [(f"readout {p:g}", measured(readout=p)) for p in readout]
+    out += [(f"depolarizing {p:g}", [*measured(depolarizing=p), *([f"qpg.backend={backend}"] if backend != "builtin"
+                                                                   else [])]) for p in depolarizing]
     return out
 
 
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     floats = lambda text: [float(v) for v in text.split(",") if v]  # noqa: E731
     plan = settings([int(v) for v in args.shots.split(",") if v], floats(args.readout), floats(args.depolarizing),
                     args.depolarizing_backend)
+    if len(plan) == 1:
+        parser.error("nothing to compare with exact probabilities: give --shots, --readout or --depolarizing")
     started = time.perf_counter()
     store = args.work / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else []

@@ -44,9 +44,6 @@ import time
 import types
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import replace_section  # noqa: E402
-
 SECTION = "## Simulator (benchmarks/simulator.py)"
 REPO = Path(__file__).resolve().parents[1]
 RESULT_TAG = "BENCH-RESULT "
@@ -1009,6 +1006,9 @@ def _ratio(row, tool):
 
 def write_section(path: Path, section: str) -> None:
     """Replace this script's section (SECTION to the next ``## ``) in ``path``; append if absent."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from report import replace_section  # imports hqctf, which the TorchQuantum worker's interpreter may lack
+
     replace_section(path, SECTION, section)
 
 

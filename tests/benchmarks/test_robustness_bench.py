@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "robustness.py"
@@ -41,11 +42,13 @@ def test_depolarizing_settings_name_their_backend():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from robustness import settings
 
+    exact = ["qpg.shots=null", "qpg.readout_error=0.0", "qpg.depolarizing=0.0"]
     assert settings([100], [], [0.01], "qiskit") == [
-        ("exact", []), ("shots 100", ["qpg.shots=100"]),
-        ("depolarizing 0.01", ["qpg.depolarizing=0.01", "qpg.backend=qiskit"])]
-    assert settings([], [0.02], [0.01], "builtin")[1:] == [("readout 0.02", ["qpg.readout_error=0.02"]),
-                                                           ("depolarizing 0.01", ["qpg.depolarizing=0.01"])]
+        ("exact", exact), ("shots 100", ["qpg.shots=100", *exact[1:]]),
+        ("depolarizing 0.01", [*exact[:2], "qpg.depolarizing=0.01", "qpg.backend=qiskit"])]
+    assert settings([], [0.02], [0.01], "builtin")[1:] == [
+        ("readout 0.02", [exact[0], "qpg.readout_error=0.02", exact[2]]),
+        ("depolarizing 0.01", [*exact[:2], "qpg.depolarizing=0.01"])]
 
 
 def test_runs_with_the_same_folder_name_get_distinct_labels(tmp_path):
@@ -72,3 +75,21 @@ def test_depolarizing_runs_limit_the_slow_settings(qpg_run, tmp_path):
     a, b = f"a/{qpg_run.name}", f"b/{qpg_run.name}"
     assert done == {(a, "exact"), (a, "depolarizing 0.01"), (b, "exact")}
     assert "| depolarizing 0.01 | " in proc.stdout and "| – | – |" in proc.stdout
+
+
+def test_a_run_trained_with_shots_is_scored_exactly_in_the_exact_setting(qpg_run, tmp_path):
+    trained_exact, trained_shots = tmp_path / "exact" / qpg_run.name, tmp_path / "shots" / qpg_run.name
+    for target in (trained_exact, trained_shots):
+        shutil.copytree(qpg_run, target)
+    config = yaml.safe_load((trained_shots / "config.yaml").read_text())
+    config["mode"]["qpg"]["shots"] = 3  # as if trained with 3 shots: scored with them, its Dice would differ
+    (trained_shots / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--run", str(trained_exact), "--run", str(trained_shots), "--shots", "3",
+         "--readout", "", "--work", str(tmp_path / "work"), "--image", str(tmp_path / "r.png")],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "work" / "results.json").read_text())
+    dice = [r["dice"] for r in results if r["setting"] == "exact"]
+    assert len(dice) == 2 and dice[0] == dice[1]
+    assert next(r["dice"] for r in results if r["setting"] == "shots 3") != dice[0]  # 3 shots would have shown
