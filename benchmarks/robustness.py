@@ -60,13 +60,17 @@ def run_labels(runs: list[Path]) -> list[str]:
 
 
 def copy_run(run: Path, label: str, work: Path) -> Path:
-    """The files evaluation needs, copied into ``work/<label>`` (once)."""
+    """The files evaluation needs, copied into ``work/<label>`` (once; into a temporary folder renamed when
+    complete, so an interrupted copy is redone)."""
     target = work / label
-    if not (target / "best.pt").is_file():
-        target.mkdir(parents=True, exist_ok=True)
+    if not target.is_dir():
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
         for name in COPIED:
             if (run / name).is_file():
-                shutil.copy2(run / name, target / name)
+                shutil.copy2(run / name, partial / name)
+        partial.replace(target)
     return target
 
 
@@ -143,7 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     store = args.work / "results.json"
     results = json.loads(store.read_text()) if store.is_file() else []
-    labels = run_labels(args.runs)
+    try:
+        labels = run_labels(args.runs)
+    except ValueError as err:
+        parser.error(str(err))
     noisy = {r.resolve() for r in (args.depolarizing_runs or args.runs)}
     if not noisy <= {r.resolve() for r in args.runs}:
         parser.error("every --depolarizing-run must also be given as --run")

@@ -93,3 +93,11 @@ def test_a_run_trained_with_shots_is_scored_exactly_in_the_exact_setting(qpg_run
     dice = [r["dice"] for r in results if r["setting"] == "exact"]
     assert len(dice) == 2 and dice[0] == dice[1]
     assert next(r["dice"] for r in results if r["setting"] == "shots 3") != dice[0]  # 3 shots would have shown
+
+
+def test_the_same_run_twice_is_a_one_line_error(tmp_path):
+    run = tmp_path / "runs" / "unetpp-qpg-n20-seed0"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--run", str(run), "--run", str(run), "--readout", "0.1",
+                           "--work", str(tmp_path / "work")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2 and "the same run is given twice" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "work").exists()
