@@ -33,9 +33,9 @@ def _parser() -> argparse.ArgumentParser:
         "Quantum Parameter Generation, same seed, data order and steps; writes demo.log, results.json, "
         "overlay.png and curves.png.",
     )
-    demo.add_argument("--out", default="hqctf-demo", metavar="DIR", help="output folder (default: %(default)s)")
+    demo.add_argument("-o", "--out", default="hqctf-demo", metavar="DIR", help="output folder (default: %(default)s)")
     demo.add_argument("--steps", type=_positive_int, default=None,
-                      help="training steps per mode (default: sized for about 4 minutes on 2 CPU cores)")
+                      help="training steps per mode (default: sized for about 2 minutes on 2 CPU cores)")
     demo.add_argument("--seed", type=int, default=0,
                       help="seed for initialisation and data order (default: %(default)s)")
     demo.add_argument("--data", default=None, metavar="DIR",

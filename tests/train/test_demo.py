@@ -65,6 +65,12 @@ def test_cli_bad_data_path_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert err.count("\n") == 1 and "/nonexistent" in err and "Traceback" not in err
 
 
+def test_cli_short_output_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o`` names the output folder, as in every other verb."""
+    assert main(["demo", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
+    assert "missing" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 def test_cli_rejects_non_positive_steps(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as excinfo:
         main(["demo", "--steps", "0"])
