@@ -67,6 +67,9 @@ def test_cli_bad_data_path_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Cap
 
 def test_cli_short_output_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``-o`` names the output folder, as in every other verb."""
+    from hqctf.cli import _parser
+
+    assert _parser().parse_args(["demo", "-o", "elsewhere"]).out == "elsewhere"
     assert main(["demo", "--data", str(tmp_path / "missing"), "-o", str(tmp_path / "out")]) == 2
     assert "missing" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
