@@ -8,8 +8,8 @@ kept in a JSON file, so an interrupted study resumes; a PNG plots Dice against s
 
     python benchmarks/robustness.py --run runs/bench-cpu-small/runs/unetpp-qpg-all-seed0 --out docs/benchmarks.md
 
-Depolarising noise is simulated exactly: in the builtin engine in the Pauli basis up to 13 qubits, else on
-Qiskit Aer (``--depolarizing-backend``); both are slow for 11-12 qubit layers (see the section's note).
+Depolarising noise is simulated exactly: in the builtin engine in the Pauli basis up to 13 qubits (compiled on
+the CPU; benchmarks/noise.py times it), else on Qiskit Aer (``--depolarizing-backend``).
 """
 
 from __future__ import annotations

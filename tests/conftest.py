@@ -208,6 +208,16 @@ def native_engine(request) -> None:
 
 
 @pytest.fixture
+def native_pauli(request) -> None:
+    """Skip a test parametrised with engine="native" (or not parametrised) where the compiled Pauli-basis kernel
+    cannot be built (fail instead with HQCTF_REQUIRE_NATIVE=1)."""
+    from hqctf.quantum import pauli
+
+    if getattr(getattr(request.node, "callspec", None), "params", {}).get("engine", "native") == "native":
+        _require(pauli.library, "native Pauli-basis kernel")
+
+
+@pytest.fixture
 def native_mapping() -> None:
     """Skip (or fail, with HQCTF_REQUIRE_NATIVE=1) where the compiled mapping kernels cannot be built."""
     from hqctf.qpg import native

@@ -45,17 +45,19 @@ def _mixed_reference(spec: CircuitSpec, angles: torch.Tensor, p: float) -> torch
     return torch.stack([torch.as_tensor(circuit(a)) for a in angles])
 
 
+@pytest.mark.parametrize("engine", ["native", "torch"])
 @pytest.mark.parametrize("spec", [*SPECS, CircuitSpec(4, 2, rotations=("ry",), entangler="cnot", ring=True),
-                                  CircuitSpec(2, 1, rotations=("u3",), entangler="cz")])
-def test_the_pauli_basis_simulation_matches_default_mixed(spec):
+                                  CircuitSpec(2, 1, rotations=("u3",), entangler="cz"),
+                                  CircuitSpec(1, 2, rotations=("u3", "rx"))])
+def test_the_pauli_basis_simulation_matches_default_mixed(spec, engine, native_pauli):
     """Without gradients (evaluation), depolarising noise is simulated in the Pauli basis."""
     torch.manual_seed(2)
     angles = torch.rand(3, *spec.angle_shape, dtype=torch.float64) * 6
     for p in (0.0, 0.02, 0.3):
-        probs = depolarized_probabilities(angles, spec, p)
+        probs = depolarized_probabilities(angles, spec, p, engine=engine)
         assert torch.allclose(probs, _mixed_reference(spec, angles, p), atol=1e-10)
     with torch.no_grad():  # angles that require grad, under no_grad, take the same path
-        probs = depolarized_probabilities(angles.clone().requires_grad_(), spec, 0.02)
+        probs = depolarized_probabilities(angles.clone().requires_grad_(), spec, 0.02, engine=engine)
     assert not probs.requires_grad
     assert torch.allclose(probs, _mixed_reference(spec, angles, 0.02), atol=1e-10)
 
@@ -89,6 +91,22 @@ def test_the_pauli_basis_simulation_is_the_density_matrix_one_at_float32():
     assert torch.allclose(depolarized_probabilities(angles, spec, 0.01), dense.detach(), atol=1e-6)
 
 
+@pytest.mark.parametrize("spec", [
+    CircuitSpec(8, 2, rotations=("ry",), entangler="cnot", ring=True),  # from 8 qubits on: low digits block by block
+    CircuitSpec(9, 2, rotations=("rx", "rz"), entangler="cz"),
+    CircuitSpec(10, 1, rotations=("u3",), entangler="cnot", ring=True),
+])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_the_native_pauli_kernel_is_the_torch_path(spec, dtype, native_pauli):
+    torch.manual_seed(3)
+    angles = torch.rand(4, *spec.angle_shape, dtype=dtype) * 6
+    native = depolarized_probabilities(angles, spec, 0.01, engine="native")
+    torch.testing.assert_close(native, depolarized_probabilities(angles, spec, 0.01, engine="torch"),
+                               atol=1e-12 if dtype == torch.float64 else 2e-6, rtol=0)
+    assert native.dtype == dtype
+    torch.testing.assert_close(native.sum(1), torch.ones(4, dtype=dtype), atol=1e-5, rtol=0)
+
+
 def test_refusals():
     with pytest.raises(ValueError, match="training .* at most 10 qubits.*backend: pennylane with device: default.mixed"):
         depolarized_probabilities(torch.zeros(1, 1, 1, 11, requires_grad=True), CircuitSpec(11, 1), 0.01)
@@ -96,3 +114,7 @@ def test_refusals():
         depolarized_probabilities(torch.zeros(1, 1, 1, 14), CircuitSpec(14, 1), 0.01)
     with pytest.raises(ValueError, match="readout_error has 2 entries, but the circuits have 3 qubits"):
         readout(torch.ones(1, 8) / 8, (0.1, 0.2))
+    with pytest.raises(ValueError, match="native Pauli engine runs float32/64 on the CPU"):
+        depolarized_probabilities(torch.zeros(1, 1, 1, 2, dtype=torch.bfloat16), CircuitSpec(2, 1), 0.01, engine="native")
+    with pytest.raises(ValueError, match="unknown engine 'fast'"):
+        depolarized_probabilities(torch.zeros(1, 1, 1, 2), CircuitSpec(2, 1), 0.01, engine="fast")

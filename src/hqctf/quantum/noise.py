@@ -2,18 +2,19 @@
 
 Depolarising noise is simulated exactly in two ways: as density matrices with autograd (training, up to
 `MAX_DENSITY_QUBITS`) and, without gradients (evaluation), in the Pauli basis, where a depolarising channel only
-scales coefficients, a one-qubit gate mixes three of them and CNOT/CZ permute them, the circuits innermost so
-every view is dense: several times less memory traffic, so 11-12 qubit layers fit an evaluation.
+scales coefficients, a one-qubit gate mixes three of them and CNOT/CZ permute them: in torch with the circuits
+innermost so every view is dense, or on the CPU in the compiled kernel of :mod:`.pauli` (one circuit per thread).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .. import compiled
+from . import pauli
 from .ansatz import Gate, parameter_gates
 from .circuits import CircuitSpec
 from .gates import rotation_matrices
@@ -96,30 +97,6 @@ def _run_gates(rho: torch.Tensor, flat: torch.Tensor, ops: list[Gate], n: int, p
     return rho
 
 
-_PAULIS = torch.tensor([[[1, 0], [0, 1]], [[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]],
-                       dtype=torch.complex128)  # I, X, Y, Z
-
-
-def _pauli_rotation(u: torch.Tensor) -> torch.Tensor:
-    """(C, 3, 3) real matrices R of one-qubit unitaries u (C, 2, 2) on Pauli coefficients: with rho = sum_j c_j P_j,
-    u rho u^dagger has coefficients R c (R_ij = Tr(P_i u P_j u^dagger) / 2)."""
-    p = _PAULIS[1:].to(u.dtype)
-    moved = torch.einsum("cab,jbd,ced->cjae", u, p, u.conj())
-    return torch.einsum("iea,cjae->cij", p, moved).real / 2
-
-
-@functools.cache
-def _pauli_map(name: str) -> tuple[tuple[int, int, int, int, float], ...]:
-    """CNOT (control first) or CZ on two-qubit Pauli coefficients, a signed permutation: (i, j, k, m, sign) for
-    U (P_i x P_j) U^dagger = sign P_k x P_m."""
-    u = torch.eye(4, dtype=torch.complex128)
-    u = u[[0, 1, 3, 2]] if name == "cnot" else torch.diag(torch.tensor([1, 1, 1, -1], dtype=torch.complex128))
-    pairs = torch.stack([torch.kron(a, b) for a in _PAULIS for b in _PAULIS])  # (16, 4, 4)
-    overlap = torch.einsum("kab,jba->jk", pairs, u @ pairs @ u.conj().T).real / 4  # (from, to)
-    return tuple((src // 4, src % 4, int(dst) // 4, int(dst) % 4, float(overlap[src, dst]))
-                 for src, dst in enumerate(overlap.abs().argmax(1)))
-
-
 def _rotate(view: torch.Tensor, r: torch.Tensor) -> None:
     """Coefficients (X, Y, Z) = view[:, 1:4] (A, 3, B, C) <- R (C, 3, 3) applied to them, in place."""
     nonzero = [(i, j) for i in range(3) for j in range(3) if torch.any(r[:, i, j] != 0)]
@@ -154,13 +131,13 @@ def _pauli_probabilities(angles: torch.Tensor, spec: CircuitSpec, p: float) -> t
             (q,) = gate.wires
             params = flat[:, list(gate.params)]
             u = rotation_matrices(gate.name, params if gate.name == "u3" else params[:, 0], cdtype)
-            _rotate(coeff.view(4 ** q, 4, -1, batch), (f * _pauli_rotation(u)).to(dtype))  # then depolarised
+            _rotate(coeff.view(4 ** q, 4, -1, batch), (f * pauli.pauli_rotation(u)).to(dtype))  # then depolarised
         else:
             a, b = gate.wires
             lo, hi = sorted((a, b))
             view = coeff.view(4 ** lo, 4, 4 ** (hi - lo - 1), 4, -1, batch)
             new = torch.empty_like(view)
-            for i, j, k, m, sign in _pauli_map(gate.name):  # (i, j) on qubits (a, b) -> (k, m)
+            for i, j, k, m, sign in pauli.pauli_map(gate.name):  # (i, j) on qubits (a, b) -> (k, m)
                 src = view[:, i, :, j] if a < b else view[:, j, :, i]
                 dst = new[:, k, :, m] if a < b else new[:, m, :, k]
                 torch.mul(src, sign * kept[k] * kept[m], out=dst)  # then depolarised on both qubits
@@ -172,15 +149,23 @@ def _pauli_probabilities(angles: torch.Tensor, spec: CircuitSpec, p: float) -> t
     return z.T.clamp_min(0)
 
 
-def depolarized_probabilities(angles: torch.Tensor, spec: CircuitSpec, p: float) -> torch.Tensor:
+def depolarized_probabilities(angles: torch.Tensor, spec: CircuitSpec, p: float, engine: str = "auto") -> torch.Tensor:
     """Exact probabilities (C, 2^n) of circuits with a depolarising channel of probability ``p`` on every qubit
     a gate acts on, after each gate: with autograd a density-matrix simulation (checkpointed per layer; at most
-    `MAX_DENSITY_QUBITS`), without it one in the Pauli basis (at most `MAX_PAULI_QUBITS`)."""
+    `MAX_DENSITY_QUBITS`), without it one in the Pauli basis (at most `MAX_PAULI_QUBITS`).
+
+    Args:
+        engine: for the Pauli basis, ``auto`` (the compiled CPU kernel, :mod:`.pauli`, for float32/64 CPU
+            angles where it builds, else torch), ``native`` (insist on it) or ``torch``.
+    """
     n = spec.n_qubits
     if not (angles.requires_grad and torch.is_grad_enabled()):
         if n > MAX_PAULI_QUBITS:
             raise ValueError(f"depolarising noise in the builtin engine simulates at most {MAX_PAULI_QUBITS} "
                              f"qubits, these circuits have {n}; use backend: qiskit")
+        fits = angles.device.type == "cpu" and angles.dtype in (torch.float32, torch.float64)
+        if compiled.use_native(engine, fits, pauli.library, "the native Pauli engine runs float32/64 on the CPU"):
+            return pauli.probabilities(angles, spec, p)
         chunk = max(1, PAULI_BATCH_BYTES // (3 * 4 ** n * angles.element_size()))
         with torch.no_grad():
             return torch.cat([_pauli_probabilities(part, spec, p) for part in angles.split(chunk)])
