@@ -19,11 +19,10 @@ namespace {
 constexpr int BLOCK_DIGITS = 7;  // a block of the 7 lowest digits: 4^7 coefficients, in L2
 constexpr int64_t W = 16;        // coefficients handled together along the contiguous lower digits
 
-struct Pass {  // as packed by Python: six int32 each
+struct Pass {  // as packed by Python: five int32 each
     int32_t a, b;          // digits (b = -1: a one-digit pass); a < b
     int32_t rot_a, rot_b;  // slot of the 3x3 matrix of a, of b (-1: none)
     int32_t gather;        // index of the 16-entry gather table (-1: none)
-    int32_t pad;
 };
 
 inline int64_t pow4(int k) { return int64_t(1) << (2 * k); }

@@ -67,14 +67,14 @@ def _gather(name: str, swapped: bool, f: float) -> tuple[list[int], list[float]]
 
 
 def plan(flat: torch.Tensor, spec: CircuitSpec, p: float):
-    """The passes (P, 6) int32, rotations (C, R, 3, 3), gather sources (G, 16) int32 and scales (G, 16) of circuits
+    """The passes (P, 5) int32, rotations (C, R, 3, 3), gather sources (G, 16) int32 and scales (G, 16) of circuits
     with angles ``flat`` (C, parameters) and depolarising probability ``p``; rows as ``pauli.cpp`` reads them."""
     dtype, cdtype = flat.dtype, torch.complex128 if flat.dtype == torch.float64 else torch.complex64
     f = 1 - 4 * p / 3  # what a depolarising channel leaves of an X, Y or Z coefficient
     pending: dict[int, torch.Tensor] = {}
     rotations: list[torch.Tensor] = []
     tables: dict[tuple[str, bool], int] = {}
-    passes: list[tuple[int, int, int, int, int, int]] = []
+    passes: list[tuple[int, int, int, int, int]] = []
 
     def slot(q: int) -> int:
         if q not in pending:
@@ -93,11 +93,11 @@ def plan(flat: torch.Tensor, spec: CircuitSpec, p: float):
         a, b = gate.wires
         table = tables.setdefault((gate.name, a > b), len(tables))
         lo, hi = sorted((a, b))
-        passes.append((lo, hi, slot(lo), slot(hi), table, 0))
-    passes.extend((q, -1, slot(q), -1, -1, 0) for q in sorted(pending))
+        passes.append((lo, hi, slot(lo), slot(hi), table))
+    passes.extend((q, -1, slot(q), -1, -1) for q in sorted(pending))
     sources, scales = zip(*(_gather(name, swapped, f) for name, swapped in tables)) if tables else ((), ())
     rot = torch.stack(rotations, 1) if rotations else flat.new_zeros(flat.shape[0], 0, 3, 3)
-    return (torch.tensor(passes, dtype=torch.int32).reshape(-1, 6), rot.contiguous(),
+    return (torch.tensor(passes, dtype=torch.int32).reshape(-1, 5), rot.contiguous(),
             torch.tensor(sources, dtype=torch.int32).reshape(-1, 16), torch.tensor(scales, dtype=dtype).reshape(-1, 16))
 
 
