@@ -75,3 +75,22 @@ def test_back_end_errors_surface_when_the_model_is_built():
                                 "mode.qpg.device=no.such.device", "model.features=[4, 4, 8, 8, 16, 4]"])
     with pytest.raises(ConfigError, match="mode.qpg: unknown PennyLane device 'no.such.device'"):
         build_model(config.model, config.mode, 2)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"mode.qpg.backend": "pennylane", "mode.qpg.device": "no.such.device"},
+     "mode.qpg: unknown PennyLane device 'no.such.device'"),
+    ({"mode.qpg.depolarizing": 0.01, "model.features": "[4, 4, 8, 8, 128, 4]"},  # 128 x 9 weights: 11-qubit circuits
+     "mode.qpg: training with depolarising noise in the builtin engine simulates density matrices of at most 10 "
+     "qubits, a layer's circuits have 11"),
+])
+def test_train_refuses_a_back_end_at_start(tiny_dataset, tiny_overrides, tmp_path, capsys, extra, message):
+    """One line, exit 2, before any case is read: no run folder and no preprocessed case in the cache."""
+    from hqctf.cli import main
+
+    overrides = tiny_overrides(tiny_dataset, tmp_path / "run", tmp_path / "cache", "qpg", **extra)
+    assert main(["train", "openkbp-2d", "--no-progress", *[a for o in overrides for a in ("--set", o)]]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "cache").exists()

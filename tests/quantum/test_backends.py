@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hqctf.quantum import CircuitSpec
-from hqctf.quantum.backends import BackendError, probabilities
+from hqctf.quantum.backends import BackendError, check_training, probabilities
 
 qml = pytest.importorskip("pennylane")
 pytest.importorskip("qiskit_aer")
@@ -95,6 +95,12 @@ def test_bad_requests(monkeypatch):
         with pytest.raises(BackendError, match=message) as info:
             probabilities(angles, spec, **kw)
         assert "\n" not in str(info.value)
+    with pytest.raises(BackendError, match="depolarising noise in the builtin engine simulates at most 13 qubits"):
+        probabilities(torch.zeros(1, 1, 1, 14), CircuitSpec(14, 1), depolarizing=0.01)  # evaluation: Pauli basis
+    with pytest.raises(BackendError, match="density matrices of at most 10 qubits, a layer's circuits have 11"):
+        check_training(CircuitSpec(11, 2), "builtin", 0.01)  # training: density matrices
+    check_training(CircuitSpec(11, 2), "qiskit", 0.01)
+    check_training(CircuitSpec(11, 2), "builtin", 0.0)
     for module, backend in (("pennylane", "pennylane"), ("qiskit_aer", "qiskit")):
         with monkeypatch.context() as patch:
             patch.setitem(sys.modules, module, None)  # what an environment without the package imports

@@ -72,14 +72,19 @@ class CaseCache:
         self.config = config
         root = Path(source.root).resolve()
         dataset = f"{_stem(root.name)}-{hashlib.sha256(str(root).encode()).hexdigest()[:8]}"
-        self.folder = Path(cache_dir) / dataset / config.key()
+        self.folder = Path(cache_dir) / dataset / config.key()  # made when the first case is written
+
+    def _make_folder(self) -> None:
+        """The cache folder with its ``config.json``: made on the first write, so a command that fails before
+        reading any case leaves nothing behind."""
         self.folder.mkdir(parents=True, exist_ok=True)
         settings = self.folder / "config.json"
         if not settings.is_file():
-            write_json_atomic(settings, config.to_dict())
+            write_json_atomic(settings, self.config.to_dict())
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        self._make_folder()
         with open(self.folder / ".lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -127,6 +132,7 @@ class CaseCache:
 
     def _store(self, case: Case, fingerprints: list[list]) -> dict:
         """Write a preprocessed case's arrays, then its manifest entry; returns the entry."""
+        self._make_folder()
         stem = _stem(case.case_id)
         specs = {}
         for name, array in (("image", case.image), ("label", case.label)):

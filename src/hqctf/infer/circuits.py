@@ -199,6 +199,7 @@ class Budget:
     epochs: int
     shots: int
     shot_rate: float
+    structures: int  # segmented, background excluded: the network's outputs less one
 
     def executions_per_epoch(self, layer: LayerBudget) -> int:
         """Circuit executions of ``layer`` in one epoch (forward and parameter-shift gradient)."""
@@ -209,7 +210,8 @@ class Budget:
         return self.executions_per_epoch(layer) * self.shots / self.shot_rate
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that gives at least 2 (s, min, h, d, years)."""
     for unit, size in (("years", 365.25 * 86400), ("d", 86400), ("h", 3600), ("min", 60)):
         if seconds >= 2 * size:
             return f"{seconds / size:,.1f} {unit}"
@@ -254,15 +256,17 @@ def circuit_budget(target: str | Path, shots: int = 1000, shot_rate: float = 100
     if Path(target).is_dir():
         if structures is not None or overrides:
             raise ConfigError(f"{target}: a run folder takes neither --structures nor --set (its own are used)")
-        model, config, _ = load_trained_model(target)
+        model, config, labels = load_trained_model(target)
+        structures = max(labels, default=0)
     else:
         config = load_config(resolve_config_path(target), overrides)
-        model = build_model(config.model, config.mode, _structures(config, structures) + 1)
+        structures = _structures(config, structures)
+        model = build_model(config.model, config.mode, structures + 1)
     try:
         layers = budget(model)
     except TargetError as exc:
         raise ConfigError(f"{target}: {exc}") from None
-    return Budget(layers, config.steps_per_epoch, config.optim.epochs, shots, shot_rate)
+    return Budget(layers, config.steps_per_epoch, config.optim.epochs, shots, shot_rate, structures)
 
 
 def budget_rows(b: Budget) -> list[dict[str, str]]:
@@ -274,7 +278,7 @@ def budget_rows(b: Budget) -> list[dict[str, str]]:
                 "1q gates": f"{single:,}", "2q gates": f"{two:,}", "depth": str(depth),
                 "forward/step": f"{forward:,}", "gradient/step": f"{gradient:,}",
                 "executions/epoch": f"{executions:,}", "shots/epoch": f"{executions * b.shots:,}",
-                "time/epoch": _duration(seconds)}
+                "time/epoch": duration(seconds)}
 
     rows = [row(x.layer, x.circuits, x.qubits, str(x.angles), x.single_qubit_gates, x.two_qubit_gates, x.depth,
                 x.forward_per_step, x.gradient_per_step, b.executions_per_epoch(x), b.seconds_per_epoch(x))
@@ -293,6 +297,6 @@ def budget_summary(b: Budget) -> str:
     """One line: steps per epoch, shots, shot rate, and the shot time of the whole training."""
     total = sum(b.seconds_per_epoch(x) for x in b.layers) * b.epochs
     return (f"{b.steps_per_epoch:,} steps per epoch, {b.shots:,} shots per execution at {b.shot_rate:,g} shots/s; "
-            f"{b.epochs} epochs: {_duration(total)} of shots (no queueing, compilation or latency). Gates and depth "
+            f"{b.epochs} epochs: {duration(total)} of shots (no queueing, compilation or latency). Gates and depth "
             "per circuit (total: gates over all circuits, largest depth); gradient: parameter shift, 2 executions "
             "per angle per circuit.")

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..quantum import CircuitSpec, sample_probabilities, simulate
-from ..quantum.backends import probabilities
+from ..quantum.backends import check_training, probabilities
 from .config import QPGConfig
 from .generator import QPGGenerator
 from .lowrank import LoRAGenerator, LowRankGenerator
@@ -30,6 +30,14 @@ def generators(model: nn.Module) -> dict[str, nn.Module]:
         if isinstance(gen, GENERATORS):
             found[name] = gen
     return found
+
+
+def check_trainable(gens: dict[str, nn.Module]) -> None:
+    """Raise `hqctf.quantum.backends.BackendError` when a generator's circuits can be measured but not trained as
+    configured (builtin depolarising noise beyond its density-matrix size), before any training step."""
+    for gen in gens.values():
+        if isinstance(gen, QPGGenerator) and gen.uses_circuit and gen.config.measured:
+            check_training(gen.spec, gen.config.backend, gen.config.depolarizing)
 
 
 def _measure_key(config: QPGConfig) -> tuple:

@@ -124,15 +124,15 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, split: str = "
     missing = sorted(set(ids) - set(source.case_ids()))
     if missing:
         raise ConfigError(f"{path}: cases {missing[:5]} of the run's '{split}' split are not in this dataset")
-    cache = CaseCache(config.data.cache, source, config.data.preprocess)
-    cases = [cache.get(i) for i in ids]
     labels = dict(source.labels)
     ckpt = run / (CHECKPOINT_BEST if checkpoint == "best" else CHECKPOINT_LAST)
     if not ckpt.is_file():
         raise ConfigError(f"{ckpt}: checkpoint not found (choose --checkpoint best or last)")
     if overrides:
         torch.manual_seed(config.seed)
-    model = build_model(config.model, config.mode, max(labels, default=0) + 1)
+    model = build_model(config.model, config.mode, max(labels, default=0) + 1)  # back-end errors before any case
+    cache = CaseCache(config.data.cache, source, config.data.preprocess)
+    cases = [cache.get(i) for i in ids]
     model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=False)["model"])
     if config.mode.name in GENERATED_MODES:
         model = merge(model, inplace=True)  # weights generated (measured) once, as every forward would

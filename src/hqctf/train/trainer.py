@@ -32,7 +32,8 @@ from ..data.sampling import PatchDataset, SliceDataset
 from ..data.source import Source
 from ..data.splits import load_splits, make_splits, save_splits
 from ..qpg import count_parameters, merge
-from ..qpg.bank import generators
+from ..qpg.bank import check_trainable, generators
+from ..quantum.backends import BackendError
 from ..qpg.diagnostics import weight_spectra
 from .config import ConfigError, TrainConfig, load_config
 from .distributed import World, all_mean, broadcast, setup, teardown
@@ -150,8 +151,9 @@ class Trainer:
         self._check_folder()
         _seed_everything(config.seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
+        self._open_data()
+        self._prepare_model()  # before any case is read: a back-end's errors (device, wires, plugin) come at start
         self._prepare_data()
-        self._prepare_model()
         self._prepare_folder()  # only now, with data and model ready: a failed start leaves no run folder
         self.log = _logger(self.run, self.world.main)
         if resume:
@@ -174,11 +176,15 @@ class Trainer:
                 save_splits(self.run / SPLITS_FILE, self.splits)
         self.world.barrier()
 
-    def _prepare_data(self) -> None:
-        cfg = self.config.data
-        source, cache, ids = open_cases(self.config)
+    def _open_data(self) -> None:
+        """The data source, its cache and case ids, and the label map (no case read yet)."""
+        source, self.cache, self.case_ids = open_cases(self.config)
         self.labels = dict(source.labels)
         self.n_classes = max(self.labels, default=0) + 1
+
+    def _prepare_data(self) -> None:
+        cfg = self.config.data
+        cache, ids = self.cache, self.case_ids
         if self.world.main:
             cache.build(ids, progress=self.show_progress)
         self.world.barrier()
@@ -213,6 +219,10 @@ class Trainer:
     def _prepare_model(self) -> None:
         torch.manual_seed(self.config.seed)
         model = build_model(self.config.model, self.config.mode, self.n_classes).to(self.world.device)
+        try:
+            check_trainable(generators(model))
+        except BackendError as exc:
+            raise ConfigError(f"mode.qpg: {exc}") from None
         self.model = model
         self.trainable, self.total = count_parameters(model)
         self.ddp = DistributedDataParallel(model) if self.world.size > 1 else model

@@ -20,7 +20,7 @@ from .base import BackendError
 
 BACKENDS = ("builtin", "pennylane", "qiskit")
 
-__all__ = ["BACKENDS", "BackendError", "probabilities"]
+__all__ = ["BACKENDS", "BackendError", "check_training", "probabilities"]
 
 
 def probabilities(angles: torch.Tensor, spec: CircuitSpec, backend: str = "builtin", device: Any = None,
@@ -35,7 +35,9 @@ def probabilities(angles: torch.Tensor, spec: CircuitSpec, backend: str = "built
         device: PennyLane device name (default ``default.qubit``, ``default.mixed`` with depolarising noise) or
             a PennyLane device object; for qiskit an Aer method (default ``automatic``); unused by builtin.
         shots: measurements per circuit (None: exact probabilities).
-        readout: per-qubit readout flip probability (one number for every qubit, or one per qubit).
+        readout: per-qubit readout flip probability (one number for every qubit, or one per qubit); applied
+            exactly (a tensor-product confusion matrix) before sampling shots, except on pennylane, where the
+            device samples and the confusion matrix maps its frequencies (their expectation, not a second sample).
         depolarizing: probability of a depolarising channel on each qubit a gate acts on, after every gate.
         builtin: ``backward``, ``max_block``, ``engine`` of `hqctf.quantum.simulate` (builtin only).
 
@@ -62,8 +64,22 @@ def probabilities(angles: torch.Tensor, spec: CircuitSpec, backend: str = "built
         probs = pennylane.probabilities(angles, spec, device, shots, depolarizing)
         return noise.readout(probs, readout)
     if depolarizing:
-        probs = noise.depolarized_probabilities(angles, spec, depolarizing)
+        try:
+            probs = noise.depolarized_probabilities(angles, spec, depolarizing)
+        except ValueError as exc:  # more qubits than the builtin noisy simulation takes
+            raise BackendError(str(exc)) from None
     else:
         probs = simulate(angles, spec, **builtin)
     probs = noise.readout(probs, readout)
     return sample_probabilities(probs, shots) if shots else probs
+
+
+def check_training(spec: CircuitSpec, backend: str, depolarizing: float) -> None:
+    """Refuse (`BackendError`) circuits whose probabilities `probabilities` can evaluate but not differentiate:
+    builtin depolarising noise with gradients simulates density matrices of at most
+    `hqctf.quantum.noise.MAX_DENSITY_QUBITS` qubits."""
+    if backend == "builtin" and depolarizing and spec.n_qubits > noise.MAX_DENSITY_QUBITS:
+        raise BackendError(f"training with depolarising noise in the builtin engine simulates density matrices of at "
+                           f"most {noise.MAX_DENSITY_QUBITS} qubits, a layer's circuits have {spec.n_qubits}; use "
+                           "backend: pennylane with device: default.mixed (or backend: qiskit), or keep the builtin "
+                           "engine's noise for evaluation")
