@@ -1,7 +1,8 @@
-"""Why QPG learns or not, on the demo's setting: generator variants and controls over seeds, with diagnostics.
+"""Why QPG learns or not, on the demo's former setting: generator variants and controls over seeds, with diagnostics.
 
-Every variant trains the demo's 2D UNet++ (embedded OpenKBP sample, same slices, data order, steps and seed as
-`hqctf demo`) and is scored on the demo's validation case. Per variant and seed it records validation Dice,
+Every variant trains the same 2D UNet++ on fixed axial slices of the embedded OpenKBP sample (benchmarks/slices.py:
+same slices, data order, steps and seed for every variant; `hqctf demo`'s setting until 2026-12-03, when the demo
+moved onto the training pipeline) and is scored on the held-out case's slices. Per variant and seed it records validation Dice,
 final loss, training time, the relative weight change per optimiser step (||dW|| / ||W|| over all generated or
 classical conv weights), gradient norms per parameter group at the first step, and per-layer signals at
 initialisation and after training (near-zero basis states, effective rank, top singular share, weight std
@@ -29,13 +30,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import slices  # noqa: E402
 from report import machine, replace_section, save_figure  # noqa: E402
+from slices import batch_schedule, train  # noqa: E402
 
 from hqctf.data import sample_dataset_dir  # noqa: E402
 from hqctf.qpg import LowRankConfig, QPGConfig, TargetConfig, count_parameters, merge, wrap  # noqa: E402
 from hqctf.qpg import diagnostics as diag  # noqa: E402
-from hqctf.train import demo  # noqa: E402
-from hqctf.train.loop import batch_schedule, train  # noqa: E402
 from hqctf.train.config import ModelConfig  # noqa: E402
 from hqctf.train.models import light_features, parameter_groups  # noqa: E402
 
@@ -47,44 +48,44 @@ V0_LRS = {"angles": 1e-2, "mapping": 1e-2, "gain": 1e-2}
 #: name -> (generator config, None for classical or "light", learning rates per group, description)
 VARIANTS: dict[str, tuple[TargetConfig | str | None, dict[str, float], str]] = {
     "classical": (None, {}, "every weight trained"),
-    "qpg": (QPGConfig(), demo.QPG_LRS, "QPG, the new defaults"),
-    "hyper": (QPGConfig(inputs="embedding"), demo.QPG_LRS,
+    "qpg": (QPGConfig(), slices.QPG_LRS, "QPG, the new defaults"),
+    "hyper": (QPGConfig(inputs="embedding"), slices.QPG_LRS,
               "control: learned per-channel embedding (as many numbers as angles) in place of the circuit"),
-    "hyper-5e-2": (QPGConfig(inputs="embedding"), {**demo.QPG_LRS, "embedding": 5e-2}, "hyper, embedding at lr 5e-2"),
-    "hyper-1e-1": (QPGConfig(inputs="embedding"), {**demo.QPG_LRS, "embedding": 1e-1}, "hyper, embedding at lr 1e-1"),
-    "frozen": (QPGConfig(inputs="frozen"), demo.QPG_LRS, "control: random circuits never trained"),
-    "amplitude": (QPGConfig(transform="amplitude"), demo.QPG_LRS,
+    "hyper-5e-2": (QPGConfig(inputs="embedding"), {**slices.QPG_LRS, "embedding": 5e-2}, "hyper, embedding at lr 5e-2"),
+    "hyper-1e-1": (QPGConfig(inputs="embedding"), {**slices.QPG_LRS, "embedding": 1e-1}, "hyper, embedding at lr 1e-1"),
+    "frozen": (QPGConfig(inputs="frozen"), slices.QPG_LRS, "control: random circuits never trained"),
+    "amplitude": (QPGConfig(transform="amplitude"), slices.QPG_LRS,
                   "upper bound: signed amplitudes (simulator only, not measurable)"),
-    "qpg-mapping-lr": (QPGConfig(), {**demo.QPG_LRS, "mapping": 1e-2, "gain": 1e-2},
+    "qpg-mapping-lr": (QPGConfig(), {**slices.QPG_LRS, "mapping": 1e-2, "gain": 1e-2},
                        "new defaults, mapping and gains at lr 1e-2"),
-    "qpg-probs": (QPGConfig(transform="scaled"), demo.QPG_LRS, "new defaults with q = 2^n p - 1"),
-    "qpg-balance": (QPGConfig(common="balance"), demo.QPG_LRS, "new defaults with the balanced common row"),
-    "qpg-learned": (QPGConfig(common="learned"), demo.QPG_LRS,
+    "qpg-probs": (QPGConfig(transform="scaled"), slices.QPG_LRS, "new defaults with q = 2^n p - 1"),
+    "qpg-balance": (QPGConfig(common="balance"), slices.QPG_LRS, "new defaults with the balanced common row"),
+    "qpg-learned": (QPGConfig(common="learned"), slices.QPG_LRS,
                     "new defaults with a learned common row (full rank possible; one more row per layer)"),
-    "qpg-L2": (QPGConfig(n_layers=2), demo.QPG_LRS, "new defaults with L = 2"),
-    "qpg-angles-1e-2": (QPGConfig(), {**demo.QPG_LRS, "angles": 1e-2}, "new defaults, angles at lr 1e-2"),
-    "qpg-angles-3e-2": (QPGConfig(), {**demo.QPG_LRS, "angles": 3e-2}, "new defaults, angles at lr 3e-2"),
+    "qpg-L2": (QPGConfig(n_layers=2), slices.QPG_LRS, "new defaults with L = 2"),
+    "qpg-angles-1e-2": (QPGConfig(), {**slices.QPG_LRS, "angles": 1e-2}, "new defaults, angles at lr 1e-2"),
+    "qpg-angles-3e-2": (QPGConfig(), {**slices.QPG_LRS, "angles": 3e-2}, "new defaults, angles at lr 3e-2"),
     "qpg-v0": (V0, V0_LRS, "the generator before this study"),
     "lowrank": (LowRankConfig(r=3), {}, "control: rank-3 factorised weights (46.6k trainable)"),
     "light": ("light", {}, "control: the same UNet++ narrowed to QPG's trainable count"),
 }
 
 
-def run_variant(name: str, data: demo.DemoData, seed: int, steps: int) -> dict:
-    """Train one variant on the demo data and collect its diagnostics."""
+def run_variant(name: str, data: slices.SliceData, seed: int, steps: int) -> dict:
+    """Train one variant on the fixed slices and collect its diagnostics."""
     config, lrs, _ = VARIANTS[name]
-    features = demo.FEATURES
+    features = slices.FEATURES
     if config == "light":
-        budget = count_parameters(wrap(demo.build_model(len(data.names), demo.FEATURES, seed), QPGConfig()))[0]
-        features = light_features(ModelConfig(name="unetpp", spatial_dims=2, features=demo.FEATURES), len(data.names),
+        budget = count_parameters(wrap(slices.build_model(len(data.names), slices.FEATURES, seed), QPGConfig()))[0]
+        features = light_features(ModelConfig(name="unetpp", spatial_dims=2, features=slices.FEATURES), len(data.names),
                                   budget)
         config = None
-    model = demo.build_model(len(data.names), features, seed)
+    model = slices.build_model(len(data.names), features, seed)
     if config is not None:
         wrap(model, config)
     trainable, total = count_parameters(model)
     signals_init = [dataclasses.asdict(s) for s in diag.layer_signals(model)] if config is not None else []
-    optimizer = torch.optim.AdamW(parameter_groups(model, demo.CLASSICAL_LR, demo.WEIGHT_DECAY, lrs))
+    optimizer = torch.optim.AdamW(parameter_groups(model, slices.CLASSICAL_LR, slices.WEIGHT_DECAY, lrs))
     schedule = batch_schedule(len(data.x), steps, 8, seed)
     changes: list[float] = []
     grads: dict[str, float] = {}
@@ -102,7 +103,7 @@ def run_variant(name: str, data: demo.DemoData, seed: int, steps: int) -> dict:
     seconds = time.perf_counter() - started
     signals_end = [dataclasses.asdict(s) for s in diag.layer_signals(model)] if config is not None else []
     plain = merge(model) if config is not None else model
-    _, dice, _ = demo.evaluate(plain, data)
+    _, dice, _ = slices.evaluate(plain, data)
     return {"variant": name, "seed": seed, "trainable": trainable, "total": total, "val_dice": dice,
             "final_loss": float(np.mean(losses[-10:])), "train_seconds_with_probes": seconds,
             "change_first12": float(np.mean(changes[:12])), "change_last50": float(np.mean(changes[-50:])),
@@ -110,17 +111,17 @@ def run_variant(name: str, data: demo.DemoData, seed: int, steps: int) -> dict:
             "signals_end": signals_end}
 
 
-def ceiling(data: demo.DemoData, steps: int, fit_steps: int) -> dict:
-    """Fit every conv of a classically trained demo network with the old and new generators."""
-    model = demo.build_model(len(data.names), demo.FEATURES, 0)
-    optimizer = torch.optim.AdamW(parameter_groups(model, demo.CLASSICAL_LR, demo.WEIGHT_DECAY, {}))
+def ceiling(data: slices.SliceData, steps: int, fit_steps: int) -> dict:
+    """Fit every conv of a classically trained network with the old and new generators."""
+    model = slices.build_model(len(data.names), slices.FEATURES, 0)
+    optimizer = torch.optim.AdamW(parameter_groups(model, slices.CLASSICAL_LR, slices.WEIGHT_DECAY, {}))
     train(model, optimizer, data.x, data.y, batch_schedule(len(data.x), steps, 8, 0))
-    _, trained_dice, _ = demo.evaluate(model, data)
+    _, trained_dice, _ = slices.evaluate(model, data)
     out = {"classical_dice": trained_dice, "designs": {}}
     for name, config in (("qpg", QPGConfig()), ("qpg-v0", dataclasses.replace(V0, min_compression=1.0)),
                          ("amplitude", QPGConfig(transform="amplitude"))):
         fitted, table = diag.representation_ceiling(model, config, steps=fit_steps)
-        _, dice, _ = demo.evaluate(fitted, data)
+        _, dice, _ = slices.evaluate(fitted, data)
         out["designs"][name] = {"fitted_dice": dice, "layers": [dataclasses.asdict(r) for r in table],
                                 "pooled_error": diag.energy_weighted(table, "generator_error"),
                                 "pooled_svd_error": diag.energy_weighted(table, "svd_error")}
@@ -148,7 +149,7 @@ def _plot(results: list[dict], path: Path) -> None:
         runs = [r for r in results if r["variant"] == name]
         b.plot(np.mean([r["changes"] for r in runs], axis=0), label=name)
     a.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    a.set_ylabel("validation Dice (demo, per seed)")
+    a.set_ylabel("validation Dice (per seed)")
     b.set_yscale("log")
     b.set_xlabel("optimiser step")
     b.set_ylabel("||ΔW|| / ||W|| per step (mean over seeds)")
@@ -161,9 +162,10 @@ def _section(results: list[dict], ceil: dict | None, command: str, steps: int, s
     lines = [HEADING, "", f"Command: `{command}`  ", f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
              f"Machine: {m['nproc']} CPU cores ({m['cpu']}), no GPU; torch {m['torch']}, monai {m['monai']}  ",
              f"Wall time: {seconds / 60:.1f} min", "",
-             f"The demo's setting: 2D UNet++ features (16, 16, 32, 64, 128, 16) on the embedded OpenKBP sample (5 training "
-             f"cases, 80 slices, 64 x 64 crops), {steps} AdamW steps of batch 8, scored on the validation case pt_34 (the "
-             "demo's validation patient; no test patient is used here). Weight change is ||ΔW|| / ||W|| over all "
+             "The fixed-slice setting (benchmarks/slices.py; `hqctf demo`'s until 2026-12-03): 2D UNet++ features "
+             f"(16, 16, 32, 64, 128, 16) on the embedded OpenKBP sample (5 training cases, 80 slices, 64 x 64 crops), "
+             f"{steps} AdamW steps of batch 8, scored on the validation case pt_34 (the held-out patient; no test "
+             "patient is used here). Weight change is ||ΔW|| / ||W|| over all "
              "generated (QPG) or conv (classical) weights per optimiser step.", "",
              "| variant | what | trainable | val Dice per seed | mean ± sd | final loss | ΔW/W first 12 steps | ΔW/W last 50 |",
              "|---|---|---|---|---|---|---|---|"]
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--steps", type=int, default=demo.DEFAULT_STEPS)
+    parser.add_argument("--steps", type=int, default=slices.DEFAULT_STEPS)
     parser.add_argument("--ceiling", action="store_true", help="also fit the trained classical network's weights")
     parser.add_argument("--fit-steps", type=int, default=600, help="Adam steps per layer for the ceiling fits")
     parser.add_argument("--json", type=Path, default=Path("runs/qpg-diagnose/results.json"),
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     key = lambda r: (r["variant"], r["seed"], r.get("steps"))  # noqa: E731
     have = {key(r) for r in done["runs"]}
     for seed in seeds:
-        data = demo.DemoData.load(sample_dataset_dir(), seed)
+        data = slices.SliceData.load(sample_dataset_dir(), seed)
         for name in names:
             if (name, seed, steps) in have:
                 continue
@@ -244,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             tmp.write_text(json.dumps(done))
             tmp.replace(args.json)
     if args.ceiling and done.get("ceiling") is None:
-        done["ceiling"] = ceiling(demo.DemoData.load(sample_dataset_dir(), 0), steps, fit_steps)
+        done["ceiling"] = ceiling(slices.SliceData.load(sample_dataset_dir(), 0), steps, fit_steps)
         tmp = args.json.with_suffix(".tmp")
         tmp.write_text(json.dumps(done))
         tmp.replace(args.json)

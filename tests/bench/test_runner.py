@@ -31,6 +31,9 @@ def test_bench_trains_every_run_reports_and_skips_finished_runs(tiny_bench, tmp_
     assert [r["run"] for r in rows] == RUNS
     assert {int(r["train_cases"]) for r in rows if r["size"] == "1"} == {1}
     assert all(0.0 <= float(r["dice"]) <= 1.0 and int(r["epochs"]) <= 2 for r in rows)
+    seconds = [json.loads((bench / "runs" / r / "bench-time.json").read_text())["seconds"] for r in RUNS]
+    assert all(s > 0 for s in seconds) and [float(r["wall_seconds"]) for r in rows] == seconds
+    assert f"Run time: {sum(seconds) / 60:.0f} min summed over 4 runs" in (bench / "report" / "report.md").read_text()
     tests = list(csv.DictReader((bench / "report" / "tests.csv").open()))
     assert [(t["size"], t["comparison"]) for t in tests] == [("1", "qpg vs classical"), ("all", "qpg vs classical")]
     ranks = list(csv.DictReader((bench / "report" / "ranks.csv").open()))
@@ -62,10 +65,12 @@ def test_an_interrupted_bench_resumes_where_it_stopped(tiny_bench, tmp_path, mon
     done = {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()}
     assert json.loads((first / "summary.json").read_text())["epochs"] == 2
     assert not (bench / "runs" / RUNS[1] / "summary.json").exists() and (bench / "runs" / RUNS[1] / "last.pt").is_file()
+    killed = json.loads((bench / "runs" / RUNS[1] / "bench-time.json").read_text())["seconds"]  # the attempt's time
 
     assert run_bench(config, bench, progress=False) == bench / "report"
     assert {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file()} == done
     assert f"{RUNS[1]}: resuming" in (bench / "bench.log").read_text()
+    assert json.loads((bench / "runs" / RUNS[1] / "bench-time.json").read_text())["seconds"] > killed  # summed
     assert all((bench / "runs" / r / "evaluation" / "test" / "summary.csv").is_file() for r in RUNS)
 
 

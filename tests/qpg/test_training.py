@@ -1,4 +1,5 @@
-"""A few QPG optimizer steps (default generator, the demo's learning rates) on a real CT slice reduce the segmentation loss."""
+"""A few QPG optimizer steps (default generator, the bundled configs' learning rates) on a real CT slice reduce the
+segmentation loss."""
 
 import torch
 from monai.losses import DiceCELoss
@@ -6,7 +7,8 @@ from monai.networks.nets import BasicUNet
 
 from hqctf.data.sample import load_slices, sample_dataset_dir
 from hqctf.qpg import QPGConfig, wrap
-from hqctf.train.demo import QPG_LRS
+from hqctf.train.bundled import resolve_config_path
+from hqctf.train.config import load_config
 from hqctf.train.models import parameter_groups
 
 
@@ -16,7 +18,8 @@ def test_qpg_training_reduces_loss_on_real_ct_slice():
     y = torch.from_numpy(labels[:2, None, 32:96, 32:96])
     torch.manual_seed(0)
     model = wrap(BasicUNet(2, 1, len(names), features=(8, 8, 16, 32, 64, 8)), QPGConfig())
-    opt = torch.optim.AdamW(parameter_groups(model, 3e-3, 0.0, QPG_LRS))
+    group_lr = load_config(resolve_config_path("openkbp-2d")).optim.group_lr
+    opt = torch.optim.AdamW(parameter_groups(model, 3e-3, 0.0, group_lr))
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
     losses = []
     for _ in range(8):

@@ -27,6 +27,7 @@ from .plan import RunSpec  # noqa: E402
 from .stats import format_mean_sd, mean_sd, wilcoxon_paired  # noqa: E402
 
 PLOTS = ("dice_vs_parameters", "dice_vs_size", "learning_curves", "spectra")
+TIME_FILE = "bench-time.json"  # a run's wall seconds of training and test evaluation, written by the runner
 Group = tuple[str, str, str]  # model, size label, mode
 
 
@@ -54,6 +55,8 @@ def run_row(spec: RunSpec, run: Path) -> dict[str, Any]:
     """One run's numbers: parameters, epochs, time, memory and test metrics (mean and per structure)."""
     row: dict[str, Any] = {"run": spec.name, "model": spec.model, "mode": spec.mode, "size": spec.size_label,
                            "seed": spec.seed, "failed": (run / "failed.txt").is_file()}
+    if (run / TIME_FILE).is_file():
+        row["wall_seconds"] = json.loads((run / TIME_FILE).read_text())["seconds"]
     if row["failed"]:
         return row
     summary = json.loads((run / "summary.json").read_text())
@@ -264,6 +267,17 @@ def plot_spectra(folder: Path, specs: list[RunSpec], config: BenchConfig, layers
     return _png(fig)
 
 
+def _time_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The bench's run time: the runs' wall times (training and test evaluation) summed, and their longest."""
+    times = [r["wall_seconds"] for r in rows if "wall_seconds" in r]
+    if not times:
+        return []
+    untimed = len(rows) - len(times)
+    return [f"Run time: {sum(times) / 60:.0f} min summed over {len(times)} runs (training and test evaluation of "
+            f"each; longest {max(times) / 60:.1f} min)"
+            + (f"; {untimed} runs without a recorded time" if untimed else "") + ".", ""]
+
+
 def write_report(config: BenchConfig, folder: Path, specs: list[RunSpec], name: str = "bench",
                  doc: str | Path | None = None, command: str | None = None) -> Path:
     """Write ``report/`` (report.md, runs.csv, summary.csv, structures.csv, tests.csv, ranks.csv, PNGs); with
@@ -292,7 +306,7 @@ def write_report(config: BenchConfig, folder: Path, specs: list[RunSpec], name: 
             "its best checkpoint and is scored on the same held-out test patients (split seed "
             f"{config.split_seed}).", "",
             *([f"Command: `{command}`  "] if command else []), f"Date: {when:%Y-%m-%d %H:%M %Z}  ",
-            f"Machine: {machine_line()}", "",
+            f"Machine: {machine_line()}", "", *_time_lines(rows),
             "Test metrics, mean ± sd over seeds (each seed: mean over test patients of the mean over contoured "
             "structures; HD95 in mm):", "", markdown(summary).rstrip(), "",
             f"Paired test, `{config.reference}` against each mode: two-sided Wilcoxon signed-rank over test "

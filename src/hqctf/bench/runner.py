@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -10,13 +11,13 @@ import torch
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..atomic import write_atomic
+from ..atomic import write_atomic, write_json_atomic
 from ..train.config import ConfigError, TrainConfig, build_config
 from ..train.evaluate import evaluate_run
 from ..train.trainer import CHECKPOINT_LAST, open_cases, split_cases, train_run
 from .config import BenchConfig, BenchError
 from .plan import RunSpec, plan, shard
-from .report import write_report
+from .report import TIME_FILE, write_report
 
 BENCH_FILE, FAILED_FILE, SPLIT = "bench.yaml", "failed.txt", "test"
 
@@ -96,7 +97,24 @@ def _logger(folder: Path) -> logging.Logger:
     return log
 
 
+def _add_seconds(run: Path, seconds: float) -> None:
+    """Add ``seconds`` to the run's bench wall time (``bench-time.json``: training and test evaluation, summed
+    over the attempts of an interrupted run)."""
+    path = run / TIME_FILE
+    before = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+    write_json_atomic(path, {"seconds": before + seconds})
+
+
 def _train_and_evaluate(spec: RunSpec, base: TrainConfig, runs: Path, log: logging.Logger) -> None:
+    started = time.perf_counter()
+    try:
+        _train_then_test(spec, base, runs, log)
+    finally:
+        if (runs / spec.name).is_dir():
+            _add_seconds(runs / spec.name, time.perf_counter() - started)
+
+
+def _train_then_test(spec: RunSpec, base: TrainConfig, runs: Path, log: logging.Logger) -> None:
     run = runs / spec.name
     if not (run / "summary.json").is_file():
         resume = (run / CHECKPOINT_LAST).is_file()

@@ -82,8 +82,8 @@ def overlay_figure(image: np.ndarray, panels: Mapping[str, np.ndarray], label_na
     return fig
 
 
-def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training loss") -> bytes:
-    """Per-step training loss of each mode (faint) with a moving average (solid)."""
+def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training loss", x_label: str = "step") -> bytes:
+    """Training loss of each mode per step (or epoch: ``x_label``), faint, with a moving average (solid)."""
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.subplots()
     for i, (name, values) in enumerate(losses.items()):
@@ -94,7 +94,8 @@ def curves_png(losses: Mapping[str, Sequence[float]], title: str = "training los
         k = max(1, min(10, len(y) // 5))
         smooth = np.convolve(y, np.ones(k) / k, mode="valid")
         ax.plot(x[k - 1 :], smooth, color=colour, linewidth=1.8, label=name)
-    ax.set_xlabel("step")
+    ax.set_xlabel(x_label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps and epochs are whole numbers
     ax.set_ylabel("Dice + cross-entropy loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
