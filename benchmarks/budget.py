@@ -22,11 +22,9 @@ from report import machine, replace_section  # noqa: E402
 from hqctf.infer.circuits import circuit_budget, duration  # noqa: E402
 from hqctf.train.bundled import bundled_configs, resolve_config_path  # noqa: E402
 from hqctf.train.config import load_config  # noqa: E402
+from hqctf.train.evaluate import markdown_table  # noqa: E402
 
 HEADING = "## Circuit budget (benchmarks/budget.py)"
-COLUMNS = ("config", "network", "structures", "QPG layers", "circuits", "qubits", "largest depth",
-           "2q gates (all circuits)", "executions/step", "steps/epoch", "executions/epoch", "shot time/epoch",
-           "epochs", "shot time, whole training", "generate a trained model once")
 
 
 def budget_row(config: str, shots: int, shot_rate: float) -> dict[str, str]:
@@ -51,12 +49,6 @@ def budget_row(config: str, shots: int, shot_rate: float) -> dict[str, str]:
             "generate a trained model once": f"{forward:,} executions, {duration(forward * shots / shot_rate)}"}
 
 
-def table(rows: list[dict[str, str]]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(r[c] for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shots", type=int, default=1000, help="shots per circuit execution (default %(default)s)")
@@ -65,7 +57,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None, help="Markdown file whose section to write")
     args = parser.parse_args()
     rows = [budget_row(name, args.shots, args.shot_rate) for name in bundled_configs("train")]
-    text = table(rows)
+    text = markdown_table(rows)
     print(text, end="")
     if args.out is not None:
         m = machine()

@@ -28,7 +28,7 @@ from .config import load_config
 from .figures import curves_png
 from .models import logits_of
 from .trainer import Trainer
-from .validate import cpu_inference_network, predict_volume
+from .validate import predict_volume
 from .views import axial_overlay_png, busiest_slice, display_affine
 
 CONFIG = "openkbp-2d"
@@ -104,7 +104,7 @@ def run_demo(
     for mode in MODES:
         overrides = demo_overrides(out, mode, seed, dataset, n_cases, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                    batch_size=batch_size, features=features, patch=patch, max_cases=max_cases)
-        results["overrides"] = [o for o in overrides if not o.startswith(("out=", "mode.name="))]
+        results.setdefault("overrides", [o for o in overrides if not o.startswith(("out=", "mode.name="))])
         run = out / "runs" / mode
         config = load_config(resolve_config_path(CONFIG), overrides)  # validated before the old run is replaced
         if run.exists():
@@ -148,9 +148,9 @@ class _Log:
 
 
 def _describe(trainer: Trainer, results: dict, log: _Log) -> None:
-    names = [trainer.labels.get(v, f"label_{v}") for v in range(1, trainer.n_classes)]
+    names = trainer.label_names[1:]
     results.update({"train_cases": [c.case_id for c in trainer.train_cases],
-                    "val_cases": [c.case_id for c in trainer.val_cases], "label_names": ["background", *names]})
+                    "val_cases": [c.case_id for c in trainer.val_cases], "label_names": trainer.label_names})
     log(f"data: {results['dataset']} (bundled config {CONFIG}, overrides: {' '.join(results['overrides'])})")
     log(f"train cases {results['train_cases']}, validation cases {results['val_cases']} (whole cases), "
         f"{len(names)} structures; {results['patch_size'][0]}x{results['patch_size'][1]} training patches")
@@ -162,8 +162,7 @@ def _mode_results(trainer: Trainer, summary: dict, seconds: float) -> dict:
     """Trainable counts, the validation Dice per structure and its mean, loss, times; for QPG also how far the
     merged plain network's output is from the generated one's."""
     best = summary["best"]
-    names = [trainer.labels.get(v, f"label_{v}") for v in range(1, trainer.n_classes)]
-    dice = {n: _rounded(best.get(f"val_dice/{n}")) for n in names}
+    dice = {n: _rounded(best.get(f"val_dice/{n}")) for n in trainer.label_names[1:]}
     entry = {"trainable_params": trainer.trainable, "total_params": trainer.total, "val_dice": dice,
              "val_mean_dice": _rounded(best.get("val_dice")), "final_loss": round(trainer.history[-1]["loss"], 4),
              "epoch_losses": [round(r["loss"], 4) for r in trainer.history],
@@ -204,11 +203,8 @@ def _table_text(table: Table) -> str:
 
 
 def _prediction(trainer: Trainer, case) -> np.ndarray:
-    model = merge(trainer.model) if generators(trainer.model) else trainer.model
-    if trainer.world.device.type == "cpu":
-        model = cpu_inference_network(model, 2)
-    return predict_volume(model, case.image, 2, trainer.config.data.patch_size, trainer.config.validation.overlap,
-                          trainer.world.device)
+    return predict_volume(trainer.inference_model(), case.image, 2, trainer.config.data.patch_size,
+                          trainer.config.validation.overlap, trainer.world.device)
 
 
 def _write_outputs(out: Path, results: dict, trainers: dict[str, Trainer]) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
@@ -282,12 +283,22 @@ class Trainer:
         self.step += 1
         return value
 
-    def _validate(self, on_case: Callable[[int, int], None] | None = None) -> dict[str, float]:
-        v = self.config.validation
-        model = merge(self.model) if generators(self.model) else self.model  # generate the weights once, not per window
+    @property
+    def label_names(self) -> list[str]:
+        """Name of every output channel: background, then the structures by label value."""
+        return ["background"] + [self.labels.get(v, f"label_{v}") for v in range(1, self.n_classes)]
+
+    def inference_model(self) -> nn.Module:
+        """A plain copy of the network for prediction: generated weights merged (generated once, not per window),
+        laid out for the CPU there (`cpu_inference_network`)."""
+        model = merge(self.model) if generators(self.model) else self.model
         if self.world.device.type == "cpu":
             model = cpu_inference_network(model, self.config.model.spatial_dims)
-        per_case, predictions = validate_cases(model, self.val_cases, self.config.model.spatial_dims,
+        return model
+
+    def _validate(self, on_case: Callable[[int, int], None] | None = None) -> dict[str, float]:
+        v = self.config.validation
+        per_case, predictions = validate_cases(self.inference_model(), self.val_cases, self.config.model.spatial_dims,
                                                self.config.data.patch_size, v.overlap, v.tolerance_mm, self.world.device,
                                                on_case)
         summary = summarise(per_case)
@@ -401,7 +412,7 @@ class Trainer:
     def _overlays(self, predictions: dict[str, np.ndarray]) -> None:
         if self.config.validation.overlays < 1:
             return
-        names = ["background"] + [self.labels.get(v, f"label_{v}") for v in range(1, self.n_classes)]
+        names = self.label_names
         folder = self.run / "overlays"
         for case in self.val_cases[: self.config.validation.overlays]:
             label, affine = np.asarray(case.label), display_affine(case)
