@@ -93,6 +93,7 @@ def test_shards_split_the_runs_and_the_last_one_writes_the_report(tiny_bench, tm
     ({"sizes": ["some"]}, [], "sizes: 'some' is neither"),
     ({"sizes": [50]}, [], "sizes: 50 is more than the"),
     ({}, ["--set", "patience=0"], "patience must be >= 1"),
+    ({}, ["--set", "min_epochs=3"], "min_epochs must be in [0, max_epochs = 2], got 3"),
     ({}, ["--shard", "3/2"], "--shard '3/2'"),
     ({}, ["--set", "data.patch_size=[30, 30]"], "multiple of 16"),
 ])
@@ -132,5 +133,6 @@ def test_bundled_benches_load():
     for name in ("cpu-small", "cpu-controls", "paper"):
         config = load_bench_config(name)
         base = config.base_config()
-        assert base.optim.patience == config.patience and base.optim.epochs == config.max_epochs
+        assert (base.optim.patience, base.optim.epochs, base.optim.min_epochs) == (config.patience, config.max_epochs,
+                                                                               config.min_epochs)
         assert base.validation.spectra and base.data.test_fraction > 0

@@ -30,6 +30,8 @@ def test_yaml_overrides_and_round_trip(tmp_path):
         (["data.path="], "data.path: expected str, got None"),
         (["optim.lr=fast"], "optim.lr: expected float"),
         (["optim.epochs=0"], "optim.epochs must be >= 1"),
+        (["optim.min_epochs=51"], "optim.min_epochs must be in [0, optim.epochs = 50], got 51"),
+        (["optim.min_epochs=-1"], "optim.min_epochs must be in [0"),
         (["mode.qpg.transform=cubic"], "unknown transform 'cubic'"),
         (["data.augment=maybe"], "data.augment: expected true or false"),
         (["data.workers=many"], "data.workers: expected auto or a number >= 0, got 'many'"),

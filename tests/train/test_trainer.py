@@ -132,15 +132,19 @@ def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path)
         Trainer(load_config(None, overrides), progress=False)
 
 
-def test_patience_stops_when_validation_stalls(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
-    scores = iter([0.5, 0.4, 0.45, 0.3, 0.9, 0.9])  # best at epoch 1, then 3 epochs without improvement
+@pytest.mark.parametrize("min_epochs, epochs, best_epoch", [(0, 4, 1), (5, 5, 1), (6, 9, 6)])
+def test_patience_stops_when_validation_stalls(min_epochs, epochs, best_epoch, tiny_dataset, tiny_overrides, tmp_path,
+                                               monkeypatch):
+    # best at epoch 1, then 3 epochs without improvement; a new best at 6 for a run that min_epochs kept going
+    scores = iter([0.5, 0.4, 0.45, 0.3, 0.2, 0.9, 0.8, 0.7, 0.6, 0.95])
     monkeypatch.setattr(Trainer, "_validate", lambda self, on_case=None: {"dice": next(scores)})
     run = tmp_path / "patience"
     config = load_config(None, tiny_overrides(tiny_dataset, run, tmp_path / "cache",
-                                              **{"optim.epochs": 6, "optim.patience": 3}))
+                                              **{"optim.epochs": 10, "optim.patience": 3,
+                                                 "optim.min_epochs": min_epochs}))
     summary = train_run(config, progress=False)
-    assert (summary["epochs"], summary["best_epoch"], summary["stopped"]) == (4, 1, "patience")
-    assert len(_rows(run)) == 4
+    assert (summary["epochs"], summary["best_epoch"], summary["stopped"]) == (epochs, best_epoch, "patience")
+    assert len(_rows(run)) == epochs
 
 
 def test_training_subsets_nest_and_splits_stay_fixed_across_seeds(tiny_dataset, tiny_overrides, tmp_path):

@@ -32,6 +32,7 @@ class BenchConfig:
     seeds: tuple[int, ...] = help_field("seeds of every (model, mode, size)", default=(0, 1, 2))
     patience: int = help_field("a run stops once its best validation score is this many epochs old", default=6)
     max_epochs: int = help_field("a run stops after this many epochs at the latest", default=40)
+    min_epochs: int = help_field("the patience rule never stops a run before this many epochs", default=0)
     split_seed: int = help_field("seed of the patient split: the same validation and test patients for every run",
                             default=0)
     reference: str = help_field("mode the paired tests compare every other mode with", default="qpg")
@@ -54,6 +55,8 @@ class BenchConfig:
         for key in ("patience", "max_epochs"):
             if getattr(self, key) < 1:
                 raise BenchError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if not 0 <= self.min_epochs <= self.max_epochs:
+            raise BenchError(f"min_epochs must be in [0, max_epochs = {self.max_epochs}], got {self.min_epochs}")
         return self
 
     @property
@@ -68,7 +71,8 @@ class BenchConfig:
         config = load_config(resolve_config_path(self.train), overrides)
         data = dataclasses.replace(config.data, path=str(Path(config.data.path).absolute()),
                                    cache=str(Path(config.data.cache).absolute()), split_seed=self.split_seed)
-        optim = dataclasses.replace(config.optim, epochs=self.max_epochs, patience=self.patience)
+        optim = dataclasses.replace(config.optim, epochs=self.max_epochs, patience=self.patience,
+                                    min_epochs=self.min_epochs)
         return dataclasses.replace(config, data=data, optim=optim)
 
     def to_dict(self) -> dict[str, Any]:

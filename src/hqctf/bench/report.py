@@ -301,7 +301,8 @@ def write_report(config: BenchConfig, folder: Path, specs: list[RunSpec], name: 
     failed = [r["run"] for r in rows if r["failed"]]
     when = datetime.datetime.now().astimezone()
     body = [f"Bench `{name}`: models {', '.join(config.models)}; modes {', '.join(config.modes)}; training sizes "
-            f"{', '.join(config.sizes)} cases; seeds {', '.join(map(str, config.seeds))}. Every run trains until its "
+            f"{', '.join(config.sizes)} cases; seeds {', '.join(map(str, config.seeds))}. Every run trains "
+            f"{f'at least {config.min_epochs} epochs and ' if config.min_epochs else ''}until its "
             f"validation Dice is {config.patience} epochs past its best (at most {config.max_epochs} epochs), keeps "
             "its best checkpoint and is scored on the same held-out test patients (split seed "
             f"{config.split_seed}).", "",

@@ -355,9 +355,11 @@ class Trainer:
 
     @property
     def plateaued(self) -> bool:
-        """True once ``optim.patience`` epochs have passed since the best validation score (or since the start)."""
-        patience = self.config.optim.patience
-        return patience is not None and self.epoch - (self.best["epoch"] or 0) >= patience
+        """True once ``optim.patience`` epochs have passed since the best validation score (or since the start),
+        and at least ``optim.min_epochs`` have run."""
+        optim = self.config.optim
+        return (optim.patience is not None and self.epoch >= optim.min_epochs
+                and self.epoch - (self.best["epoch"] or 0) >= optim.patience)
 
     def _record_spectra(self) -> None:
         """Append the current weights' singular values to ``spectra.json`` (``validation.spectra``, rank 0)."""
