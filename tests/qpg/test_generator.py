@@ -181,6 +181,7 @@ OPTIONS = [
     dict(transform="qt", init="hyperfan"),
     dict(transform="sqrt", mapping_hidden=(), init="hyperfan"),
     dict(inputs="embedding", mapping_hidden=(), gain="channel"),
+    dict(inputs="softmax", transform="sqrt", mapping_hidden=()),
     dict(inputs="frozen", transform="sqrt", mapping_hidden=()),
     dict(residual=True, transform="sqrt", mapping_hidden=()),
     dict(n_layers=6, chunk=3, mapping_hidden=(8, 8), mapping_activation="gelu"),
@@ -253,6 +254,29 @@ def test_embedding_inputs_have_the_circuit_budget_and_no_circuit():
     circuit = QPGGenerator.trainable_count((8, 4, 3, 3), 0, dataclasses.replace(config, inputs="circuit"))
     assert QPGGenerator.trainable_count((8, 4, 3, 3), 0, config) == circuit
     assert math.isnan(layer_signals(model)[0].near_zero)
+
+
+def test_softmax_inputs_are_classical_probabilities_and_not_rank_capped():
+    torch.manual_seed(0)
+    ranks = {}
+    for inputs in ("embedding", "softmax"):
+        config = QPGConfig(min_compression=0, inputs=inputs, n_layers=1, common="learned")
+        model = wrap(Holder(nn.Conv2d(32, 64, 3)), config)  # 9 qubits, 9 angles a channel, 64 channels
+        gen = model.layer.qpg
+        probs = torch.softmax(gen.embedding @ gen.projection, -1)
+        if inputs == "softmax":
+            torch.testing.assert_close(probs.sum(-1), torch.ones(64))
+            torch.testing.assert_close(gen.inputs(None), gen.transform(probs))
+        assert QPGGenerator.trainable_count((64, 32, 3, 3), 0, config) == QPGGenerator.trainable_count(
+            (64, 32, 3, 3), 0, dataclasses.replace(config, inputs="circuit"))
+        with torch.no_grad():
+            gen.common_row.normal_()
+            s = torch.linalg.svdvals(gen._generated(None).double())
+        ranks[inputs] = int((s > 1e-6 * s[0]).sum())
+    # a linear projection of 9 numbers (plus the learned common row) against a nonlinear one
+    assert ranks == {"embedding": 10, "softmax": 64}
+    with pytest.raises(ValueError, match="inputs 'softmax' are probabilities"):
+        QPGConfig(inputs="softmax", transform="amplitude")
 
 
 def test_small_layers_stay_classical_and_the_report_says_so():

@@ -79,7 +79,7 @@ def test_bad_overrides_exit_2_and_write_nothing(run, capsys, monkeypatch, overri
     assert after == before
 
 
-@pytest.mark.parametrize("mode", ["classical", "hyper", "lora"])
+@pytest.mark.parametrize("mode", ["classical", "hyper", "hyperprob", "lora"])
 def test_overrides_need_circuits(mode):
     config = load_config(None, ["data.path=x", f"mode.name={mode}"])
     with pytest.raises(ConfigError, match=f"this run's mode {mode} has no circuits to measure"):

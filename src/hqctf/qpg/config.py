@@ -11,7 +11,7 @@ from ..quantum.noise import check_probability
 
 TRANSFORMS = ("scaled", "qt", "sqrt", "log", "amplitude")
 COMMONS = ("balance", "subtract", "learned", "none")
-INPUTS = ("circuit", "frozen", "embedding")
+INPUTS = ("circuit", "frozen", "embedding", "softmax")
 GAINS = ("layer", "channel")
 INITS = ("scale", "hyperfan")
 
@@ -58,7 +58,9 @@ class QPGConfig(TargetConfig):
         inputs: ``circuit`` (trained circuits: QPG), ``frozen`` (random circuits that are never trained: only
             mapping and gains learn; a control) or ``embedding`` (a learned per-channel vector with as many numbers
             as the circuit has angles, through a fixed random projection to the basis states: a classical
-            hypernetwork control at QPG's budget).
+            hypernetwork control at QPG's budget; its weights' rank is capped at that count) or ``softmax`` (the
+            same embedding and projection, then a softmax over the basis states: a classical probability vector
+            per channel read through ``transform`` like circuit probabilities; nonlinear, so not rank-capped).
         residual: W = W0 + generated, W0 the classical random init kept frozen (its own mode, never QPG).
         min_compression: layers whose generator would not have at least this many times fewer trainable
             parameters than the layer has weights stay classical (``trainable_report`` says so).
@@ -117,6 +119,8 @@ class QPGConfig(TargetConfig):
         check_probability("depolarizing", self.depolarizing)
         if self.transform == "amplitude" and (self.shots or self.measured):
             raise ValueError("transform 'amplitude' is not measurable: it needs backend builtin, exact, without noise")
+        if self.transform == "amplitude" and self.inputs == "softmax":
+            raise ValueError("transform 'amplitude' reads signed circuit amplitudes; inputs 'softmax' are probabilities")
         if self.transform == "amplitude" and tuple(self.rotations) != ("ry",):
             raise ValueError("transform 'amplitude' needs real circuits: rotations ['ry']")
         if self.min_compression < 0:

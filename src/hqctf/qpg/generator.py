@@ -171,7 +171,7 @@ class QPGGenerator(nn.Module):
             )
         self.spec = CircuitSpec(n, config.n_layers, tuple(config.rotations), config.entangler, config.ring)
         self.n_states = math.ceil(self.per_row / config.chunk)
-        if config.inputs == "embedding":
+        if not self.uses_circuit:
             self.embedding = nn.Parameter(torch.randn(self.rows, self.spec.n_params))
             projection = torch.randn(self.spec.n_params, self.n_states) / math.sqrt(self.spec.n_params)
             self.register_buffer("projection", projection)
@@ -194,7 +194,7 @@ class QPGGenerator(nn.Module):
     @property
     def uses_circuit(self) -> bool:
         """True when the inputs come from simulated circuits (trained or frozen)."""
-        return self.config.inputs != "embedding"
+        return self.config.inputs in ("circuit", "frozen")
 
     @property
     def circuit_output(self) -> str:
@@ -243,9 +243,13 @@ class QPGGenerator(nn.Module):
         return q - q.mean(-1, keepdim=True)
 
     def inputs(self, measured: torch.Tensor | None) -> torch.Tensor:
-        """Mapping-network inputs (C_out, n_states): transformed circuit outputs, or the embedding's projection."""
-        if not self.uses_circuit:
+        """Mapping-network inputs (C_out, n_states): transformed circuit outputs, the embedding's projection, or
+        the transformed softmax of that projection (logits ~ N(0, 1) at the start: lognormal probabilities whose
+        spread is close to a random real state's, var(2^n p) = e - 1 against 2)."""
+        if self.config.inputs == "embedding":
             return self.embedding @ self.projection
+        if self.config.inputs == "softmax":
+            return self.transform(torch.softmax(self.embedding @ self.projection, -1))
         return self.transform(measured)[:, : self.n_states]
 
     def _generated(self, measured: torch.Tensor | None) -> torch.Tensor:

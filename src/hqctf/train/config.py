@@ -19,9 +19,9 @@ import yaml
 from ..data.preprocess import PreprocessConfig
 from ..qpg.config import LoRAConfig, LowRankConfig, QPGConfig
 
-MODES = ("classical", "qpg", "lora", "lowrank", "light", "hyper", "frozen", "residual")
+MODES = ("classical", "qpg", "lora", "lowrank", "light", "hyper", "hyperprob", "frozen", "residual")
 #: modes whose weights come from a QPG-style generator: QPG itself and its controls
-QPG_MODES = ("qpg", "hyper", "frozen", "residual")
+QPG_MODES = ("qpg", "hyper", "hyperprob", "frozen", "residual")
 GENERATED_MODES = (*QPG_MODES, "lora", "lowrank")
 LR_GROUPS = ("angles", "embedding", "mapping", "gain", "generator", "classical")
 MODELS = ("unet", "unetpp")
@@ -80,9 +80,10 @@ class ModelConfig:
 class ModeConfig:
     """How the network's weights are trained."""
 
-    name: str = help_field(f"one of {MODES}; hyper (learned embedding instead of circuits), frozen (untrained random "
-                      "circuits) and residual (frozen random W0 + QPG update) are QPG's controls", default="classical")
-    qpg: QPGConfig = help_field("QPG generator settings (also used by hyper, frozen and residual)", default_factory=QPGConfig)
+    name: str = help_field(f"one of {MODES}; hyper (learned embedding instead of circuits), hyperprob (its softmax "
+                      "over the basis states: classical probabilities), frozen (untrained random circuits) and "
+                      "residual (frozen random W0 + QPG update) are QPG's controls", default="classical")
+    qpg: QPGConfig = help_field("QPG generator settings (also used by its controls)", default_factory=QPGConfig)
     lora: LoRAConfig = help_field("LoRA settings", default_factory=LoRAConfig)
     lowrank: LowRankConfig = help_field("low-rank generator settings", default_factory=LowRankConfig)
     light_width: float | None = help_field("light mode: channel multiplier (None: match the QPG trainable count)", default=None)

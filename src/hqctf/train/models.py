@@ -66,10 +66,12 @@ def network_features(model: ModelConfig, mode: ModeConfig, out_channels: int) ->
 def generator_config(mode: ModeConfig) -> TargetConfig | None:
     """The generator settings a mode wraps its network with (None for classical and light).
 
-    ``hyper``, ``frozen`` and ``residual`` are ``mode.qpg`` with a learned embedding in place of the circuits,
-    with untrained circuits, and on top of a frozen random W0.
+    ``hyper``, ``hyperprob``, ``frozen`` and ``residual`` are ``mode.qpg`` with a learned embedding in place of
+    the circuits, with the softmax of that embedding's projection (classical probabilities), with untrained
+    circuits, and on top of a frozen random W0.
     """
-    controls = {"hyper": {"inputs": "embedding"}, "frozen": {"inputs": "frozen"}, "residual": {"residual": True}}
+    controls = {"hyper": {"inputs": "embedding"}, "hyperprob": {"inputs": "softmax"}, "frozen": {"inputs": "frozen"},
+                "residual": {"residual": True}}
     if mode.name in controls:
         return dataclasses.replace(mode.qpg, **controls[mode.name])
     return {"qpg": mode.qpg, "lora": mode.lora, "lowrank": mode.lowrank}.get(mode.name)
