@@ -132,8 +132,9 @@ def test_existing_run_is_not_overwritten(tiny_dataset, tiny_overrides, tmp_path)
         Trainer(load_config(None, overrides), progress=False)
 
 
-@pytest.mark.parametrize("min_epochs, epochs, best_epoch", [(0, 4, 1), (5, 5, 1), (6, 9, 6)])
-def test_patience_stops_when_validation_stalls(min_epochs, epochs, best_epoch, tiny_dataset, tiny_overrides, tmp_path,
+@pytest.mark.parametrize("min_epochs, epochs, best_epoch, stopped", [
+    (0, 4, 1, "patience"), (5, 5, 1, "patience"), (6, 9, 6, "patience"), (12, 10, 10, "epochs")])
+def test_patience_stops_when_validation_stalls(min_epochs, epochs, best_epoch, stopped, tiny_dataset, tiny_overrides, tmp_path,
                                                monkeypatch):
     # best at epoch 1, then 3 epochs without improvement; a new best at 6 for a run that min_epochs kept going
     scores = iter([0.5, 0.4, 0.45, 0.3, 0.2, 0.9, 0.8, 0.7, 0.6, 0.95])
@@ -143,7 +144,7 @@ def test_patience_stops_when_validation_stalls(min_epochs, epochs, best_epoch, t
                                               **{"optim.epochs": 10, "optim.patience": 3,
                                                  "optim.min_epochs": min_epochs}))
     summary = train_run(config, progress=False)
-    assert (summary["epochs"], summary["best_epoch"], summary["stopped"]) == (epochs, best_epoch, "patience")
+    assert (summary["epochs"], summary["best_epoch"], summary["stopped"]) == (epochs, best_epoch, stopped)
     assert len(_rows(run)) == epochs
 
 

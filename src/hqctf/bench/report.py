@@ -302,7 +302,7 @@ def write_report(config: BenchConfig, folder: Path, specs: list[RunSpec], name: 
     when = datetime.datetime.now().astimezone()
     body = [f"Bench `{name}`: models {', '.join(config.models)}; modes {', '.join(config.modes)}; training sizes "
             f"{', '.join(config.sizes)} cases; seeds {', '.join(map(str, config.seeds))}. Every run trains "
-            f"{f'at least {config.min_epochs} epochs and ' if config.min_epochs else ''}until its "
+            f"{f'at least {config.min_epochs} epochs and ' if 0 < config.min_epochs < config.max_epochs else ''}until its "
             f"validation Dice is {config.patience} epochs past its best (at most {config.max_epochs} epochs), keeps "
             "its best checkpoint and is scored on the same held-out test patients (split seed "
             f"{config.split_seed}).", "",

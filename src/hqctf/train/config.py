@@ -96,8 +96,8 @@ class OptimConfig:
     epochs: int = help_field("training epochs (the most, when patience is set)", default=50)
     patience: int | None = help_field("stop once the best validation score is this many epochs old; None: train all "
                                  "epochs", default=None)
-    min_epochs: int = help_field("patience never stops a run before this many epochs (the learning-rate schedule "
-                                 "still runs over `epochs`)", default=0)
+    min_epochs: int = help_field("patience never stops a run before this many epochs (nor after `epochs`; "
+                                 "the learning-rate schedule runs over `epochs`)", default=0)
     batch_size: int = help_field("samples per step (global, over all processes)", default=8)
     lr: float = help_field("peak learning rate", default=3e-3)
     group_lr: dict[str, float] = help_field(f"learning rate per parameter group, overriding lr: keys from {LR_GROUPS}",
@@ -163,9 +163,8 @@ class TrainConfig:
                                                         ("data.train_cases", self.data.train_cases)) if v is not None)):
             if value < 1:
                 raise ConfigError(f"{key} must be >= 1, got {value}")
-        if not 0 <= self.optim.min_epochs <= self.optim.epochs:
-            raise ConfigError(f"optim.min_epochs must be in [0, optim.epochs = {self.optim.epochs}], "
-                              f"got {self.optim.min_epochs}")
+        if self.optim.min_epochs < 0:
+            raise ConfigError(f"optim.min_epochs must be >= 0, got {self.optim.min_epochs}")
         if self.data.workers != "auto" and not (isinstance(self.data.workers, int) and self.data.workers >= 0):
             raise ConfigError(f"data.workers: expected auto or a number >= 0, got {self.data.workers!r}")
         if not 0.0 <= self.data.foreground_fraction <= 1.0:
