@@ -8,6 +8,7 @@ from monai.inferers import sliding_window_inference
 from monai.networks.nets import BasicUNet, BasicUNetPlusPlus
 
 from hqctf.train.models import logits_of
+from hqctf.train.norm_act import NormAct
 from hqctf.train.validate import cpu_inference_network, predict_volume, slice_window
 
 
@@ -59,6 +60,8 @@ def test_the_cpu_inference_network_computes_the_same_logits(dims, net):
             torch.nn.init.normal_(module.bias, 0.0, 0.3)
     fast = cpu_inference_network(net, dims)
     assert not any(isinstance(m, torch.nn.modules.instancenorm._InstanceNorm) for m in fast.modules())
+    assert sum(isinstance(m, NormAct) for m in fast.modules()) == sum(
+        isinstance(m, torch.nn.modules.instancenorm._InstanceNorm) for m in net.modules())  # every ADN fused
     x = torch.randn(2, 1, *(32,) * dims)
     with torch.no_grad():
         expected, got = logits_of(net(x)), logits_of(fast(x))
