@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
              f"OpenKBP case {case_id}, 8 output channels, seconds per case (median of {repeats} interleaved "
              "repeats). Patch windows: the training patch with 25 % overlap (the path before whole-slice prediction); "
              "whole slices: one window per slice where it fits (2D), several per pass, on the network as built; "
-             "hqctf (torch): the same on the network laid out for the CPU (group norms, channels-last); onnxruntime: the same path through an ONNX export of the same "
+             "hqctf (torch): the same on the network laid out for the CPU (instance norm + activation as one compiled kernel, channels-last); onnxruntime: the same path through an ONNX export of the same "
              "network; QPG merged: a merged QPG network of the same architecture on the torch path.", "",
              "| network | volume (voxels) | training patch | " + " | ".join(f"{p} s" for p in PATHS)
              + " | speed-up over patch windows | torch / onnxruntime | QPG merged / classical |",
