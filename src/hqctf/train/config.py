@@ -22,6 +22,7 @@ from ..qpg.config import LoRAConfig, LowRankConfig, QPGConfig
 MODES = ("classical", "qpg", "lora", "lowrank", "light", "hyper", "hyperprob", "frozen", "residual")
 #: modes whose weights come from a QPG-style generator: QPG itself and its controls
 QPG_MODES = ("qpg", "hyper", "hyperprob", "frozen", "residual")
+CIRCUIT_MODES = ("qpg", "frozen", "residual")  # QPG_MODES with circuits (hyper, hyperprob: embeddings)
 GENERATED_MODES = (*QPG_MODES, "lora", "lowrank")
 LR_GROUPS = ("angles", "embedding", "mapping", "gain", "generator", "classical")
 MODELS = ("unet", "unetpp")

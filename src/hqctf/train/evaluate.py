@@ -21,7 +21,7 @@ from ..data.cache import CaseCache
 from ..data.formats import open_source
 from ..data.splits import load_splits
 from ..qpg import merge
-from .config import GENERATED_MODES, QPG_MODES, ConfigError, TrainConfig, apply_overrides, build_config
+from .config import CIRCUIT_MODES, GENERATED_MODES, ConfigError, TrainConfig, apply_overrides, build_config
 from .metrics import METRICS, mean_over_structures
 from .models import build_model
 from .trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, read_summary, resume_config
@@ -79,7 +79,7 @@ def measured_config(config: TrainConfig, overrides: Sequence[str]) -> TrainConfi
         if not key.startswith("qpg.") or key.removeprefix("qpg.") not in MEASUREMENT_KEYS:
             raise ConfigError(f"--set {key}: evaluate overrides only how circuits are measured: "
                               f"{', '.join('qpg.' + k for k in MEASUREMENT_KEYS)}")
-    if config.mode.name not in QPG_MODES or config.mode.name in ("hyper", "hyperprob"):  # embeddings, no circuits
+    if config.mode.name not in CIRCUIT_MODES:
         raise ConfigError(f"--set {overrides[0]}: this run's mode {config.mode.name} has no circuits to measure")
     values = apply_overrides(config.to_dict(), [f"mode.{item}" for item in overrides])
     return dataclasses.replace(build_config(TrainConfig, values).check(), out=config.out)
