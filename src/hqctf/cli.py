@@ -158,6 +158,8 @@ def _add_bench_command(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--shard", default=None, metavar="I/N", help="run only shard I of N (1-based)")
     bench.add_argument("--out", default=None, metavar="FILE.md", help="also write the report's section into FILE.md")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar (bench.log is still written)")
+    bench.add_argument("--name", default=None, metavar="NAME",
+                       help="name in the report's heading and image files (default: the config's name)")
 
 
 def _add_train_commands(commands: argparse._SubParsersAction) -> None:
@@ -249,7 +251,7 @@ def _run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     shard = parse_shard(args.shard)
     config = load_bench_config(args.config, args.overrides)
-    name = Path(args.config).name.removesuffix(".yaml")
+    name = args.name or Path(args.config).name.removesuffix(".yaml")
     folder = args.output or f"runs/bench-{name}"
     report = run_bench(config, folder, shard, progress=not args.no_progress, name=name, doc=args.out,
                        command=shlex.join(["hqctf", *argv]))

@@ -46,6 +46,14 @@ def test_bench_trains_every_run_reports_and_skips_finished_runs(tiny_bench, tmp_
     assert main(["bench", str(tiny_bench()), "-o", str(bench), "--no-progress"]) == 0
     assert _mtimes(bench) == before  # nothing retrained or re-evaluated
 
+    assert main(["bench", str(tiny_bench()), "-o", str(bench), "--no-progress", "--out", str(doc),
+                 "--name", "tiny-again"]) == 0  # a second section, the first one kept
+    section = doc.read_text()
+    assert "## Bench tiny (hqctf bench)" in section and "## Bench tiny-again (hqctf bench)" in section
+    assert "img/bench-tiny-again-spectra.png" in section and (doc.parent / "img" / "bench-tiny-again-spectra.png").is_file()
+    assert (bench / "report" / "report.md").read_text().startswith("# Bench tiny-again")
+    assert _mtimes(bench) == before
+
 
 def test_an_interrupted_bench_resumes_where_it_stopped(tiny_bench, tmp_path, monkeypatch):
     config, bench = load_bench_config(tiny_bench()), tmp_path / "bench"
