@@ -7,7 +7,8 @@ Times, on one OpenKBP case and the same network each:
 * ``whole slices (eager)``: `predict_volume` on the network as built (2D: whole slices padded to a multiple of 16,
   several per pass, under inference mode);
 * ``hqctf (torch)``: the same path on `cpu_inference_network` of the network, as `hqctf predict --runtime torch`
-  and `hqctf evaluate` run it (instance norms as group norms, channels-last throughout);
+  and `hqctf evaluate` run it (instance norm + activation as one compiled kernel, each convolution of a
+  concatenation as a sum of convolutions, channels-last throughout);
 * ``hqctf (onnxruntime)``: the same path with the network exported to ONNX and run by onnxruntime (what
   `hqctf predict` does by default when the onnx extra is installed, and with an `hqctf export --format onnx`);
 * ``QPG merged``: the hqctf torch path on a merged QPG network of the same architecture (an ordinary MONAI network,
@@ -114,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
              f"OpenKBP case {case_id}, 8 output channels, seconds per case (median of {repeats} interleaved "
              "repeats). Patch windows: the training patch with 25 % overlap (the path before whole-slice prediction); "
              "whole slices: one window per slice where it fits (2D), several per pass, on the network as built; "
-             "hqctf (torch): the same on the network laid out for the CPU (instance norm + activation as one compiled kernel, channels-last); onnxruntime: the same path through an ONNX export of the same "
+             "hqctf (torch): the same on the network laid out for the CPU (instance norm + activation as one compiled "
+             "kernel, each convolution of a concatenation as a sum of convolutions, channels-last); onnxruntime: the "
+             "same path through an ONNX export of the same "
              "network; QPG merged: a merged QPG network of the same architecture on the torch path.", "",
              "| network | volume (voxels) | training patch | " + " | ".join(f"{p} s" for p in PATHS)
              + " | speed-up over patch windows | torch / onnxruntime | QPG merged / classical |",

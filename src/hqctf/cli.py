@@ -217,9 +217,9 @@ def _add_train_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--holes", default="keyhole", choices=("keyhole", "nested"),
                          help="RTSTRUCT holes: joined to their region's contour by a cut, read alike by every "
                          "reader, or as contours of their own, for even-odd readers only (default: %(default)s)")
-    predict.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnxruntime"),
-                         help="run the network with torch or onnxruntime; auto: onnxruntime when the onnx extra is "
-                         "installed (about twice as fast on CPUs) (default: %(default)s)")
+    predict.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime"),
+                         help="run the network with torch (laid out for the CPU) or onnxruntime (the onnx extra) "
+                         "(default: %(default)s)")
     predict.add_argument("--seg", action="store_true", help="DICOM input: also write <case>_SEG.dcm (DICOM-SEG)")
     predict.add_argument("--checkpoint", default="best", choices=("best", "last"), help="run folders: (default: %(default)s)")
     predict.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -185,7 +185,7 @@ def test_dicom_input_gets_an_rtstruct_matching_the_nifti(run, shared_data, tmp_p
     assert scored >= 1 or holes != "keyhole"  # a structure was predicted and checked by rt-utils too
 
 
-def test_runtimes_agree_and_auto_falls_back_to_torch(run, inputs, monkeypatch):
+def test_runtimes_agree_and_torch_is_the_default(run, inputs, monkeypatch):
     import sys
 
     from hqctf.data.nifti_pairs import NiftiPairSource
@@ -197,8 +197,7 @@ def test_runtimes_agree_and_auto_falls_back_to_torch(run, inputs, monkeypatch):
     assert not isinstance(torch_net.net, _OnnxNet) and isinstance(ort.net, _OnnxNet)
     a, b = torch_net.predict(case), ort.predict(case)
     assert (a == b).mean() > 0.999  # the same network; float rounding may flip a near-tied voxel
-    assert isinstance(Segmenter.load(run).net, _OnnxNet)  # auto: onnxruntime when installed
+    assert not isinstance(Segmenter.load(run).net, _OnnxNet)  # torch, though onnxruntime is installed
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # now it is not
-    assert not isinstance(Segmenter.load(run).net, _OnnxNet)
     with pytest.raises(ConfigError, match=r'--runtime onnxruntime needs onnxruntime.*pip install "hqctf\[onnx\]"'):
         Segmenter.load(run, runtime="onnxruntime")

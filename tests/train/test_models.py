@@ -17,8 +17,10 @@ def test_logits_shape(name, spatial_dims):
     assert logits_of(model(x)).shape == (1, 3, *([32] * spatial_dims))
 
 
-def test_trainable_counts_by_mode():
-    counts = {m: count_parameters(build_model(ModelConfig(), ModeConfig(name=m), 8)) for m in ("classical", "qpg", "light")}
+@pytest.mark.parametrize("features", [(16, 16, 32, 64, 128, 16), (32, 32, 64, 128, 256, 32)])  # the two widths
+def test_trainable_counts_by_mode(features):
+    counts = {m: count_parameters(build_model(ModelConfig(features=features), ModeConfig(name=m), 8))
+              for m in ("classical", "qpg", "light")}
     trainable = {m: c[0] for m, c in counts.items()}
     assert counts["classical"][0] == counts["classical"][1] == counts["qpg"][1]  # QPG keeps the full network
     assert trainable["classical"] >= 10 * trainable["qpg"]  # the bar on UNet++

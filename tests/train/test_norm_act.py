@@ -21,7 +21,7 @@ def calls(monkeypatch):
     return count
 
 
-@pytest.mark.parametrize("shape", [(3, 16, 12, 20), (2, 8, 6, 5, 7), (1, 4, 3, 3)])
+@pytest.mark.parametrize("shape", [(3, 16, 12, 20), (2, 8, 40, 30), (2, 8, 6, 5, 7), (1, 4, 3, 3)])  # 1,200 positions: several blocks
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("affine, slope", [(True, 0.1), (False, 0.0)])
 def test_the_kernel_is_instance_norm_then_leaky_relu(shape, dtype, affine, slope, calls):
@@ -35,6 +35,17 @@ def test_the_kernel_is_instance_norm_then_leaky_relu(shape, dtype, affine, slope
     assert calls and got.is_contiguous(memory_format=layout)
     tol = 1e-5 if dtype == torch.float32 else 1e-10
     torch.testing.assert_close(got, _reference(x, weight, bias, slope), atol=tol, rtol=tol)
+
+
+def test_a_large_mean_does_not_cancel_the_variance(calls):
+    torch.manual_seed(0)  # float32 activations around 1,000 with sd 3: E[x^2] - E[x]^2 in float would lose it
+    x = (torch.randn(2, 16, 64, 80) * 3 + 1000).contiguous(memory_format=torch.channels_last)
+    weight, bias = torch.rand(16) + 0.5, torch.randn(16)
+    with torch.inference_mode():
+        got = NormAct(16, weight, bias, 1e-5, 0.1)(x)
+    assert calls
+    expected = _reference(x.double(), weight.double(), bias.double(), 0.1)
+    torch.testing.assert_close(got.double(), expected, atol=2e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("case", ["contiguous", "gradient", "disabled"])

@@ -48,19 +48,10 @@ from ..train.validate import cpu_inference_network, predict_volume
 from .export import MODEL_JSON, load_run, read_model_json, require_onnx, write_onnx
 
 
-#: How a run folder's (or a state_dict export's) network is run: ``auto`` is onnxruntime when the
-#: ``onnx`` extra is installed (on 2D UNet++ ~1.3x faster than torch's CPU layout, on 3D even: docs/benchmarks.md,
-#: Inference), else torch.
-RUNTIMES = ("auto", "torch", "onnxruntime")
-
-
-def _onnx_available() -> bool:
-    try:
-        for module in ("onnx", "onnxruntime"):
-            importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
+#: How a run folder's (or a state_dict export's) network is run: torch (the default: with the CPU layout of
+#: `cpu_inference_network`, ~0.87x onnxruntime's time on 2D UNet++ and 3D U-Net: docs/benchmarks.md, Inference) or
+#: onnxruntime (the ``onnx`` extra).
+RUNTIMES = ("torch", "onnxruntime")
 
 
 def _on_runtime(net: nn.Module, runtime: str, spatial_dims: int, patch_size: tuple[int, ...]) -> nn.Module:
@@ -68,7 +59,7 @@ def _on_runtime(net: nn.Module, runtime: str, spatial_dims: int, patch_size: tup
     onnxruntime."""
     if runtime not in RUNTIMES:
         raise ConfigError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
-    if runtime == "torch" or (runtime == "auto" and not _onnx_available()):
+    if runtime == "torch":
         return cpu_inference_network(net, spatial_dims)
     for module in ("onnx", "onnxruntime"):
         require_onnx(module, "--runtime onnxruntime")
@@ -93,8 +84,6 @@ class _OnnxNet(nn.Module):
 
 
 def _rebuild(meta: dict[str, Any], folder: Path) -> nn.Module:
-    import importlib
-
     arch = meta["architecture"]
     cls = getattr(importlib.import_module(arch["module"]), arch["class"])
     net = cls(spatial_dims=arch["spatial_dims"], in_channels=arch["in_channels"], out_channels=arch["out_channels"],
@@ -128,7 +117,7 @@ class Segmenter:
     volume_ranges: dict[str, Any] | None = None
 
     @classmethod
-    def load(cls, path: str | Path, checkpoint: str = "best", runtime: str = "auto") -> "Segmenter":
+    def load(cls, path: str | Path, checkpoint: str = "best", runtime: str = "torch") -> "Segmenter":
         """From a run folder (``config.yaml`` + checkpoint; generators merged) or an export (``hqctf-model.json``);
         ``runtime`` (`RUNTIMES`) runs a run's or a state_dict export's network with torch or onnxruntime (TorchScript
         runs on torch, ONNX on onnxruntime)."""
@@ -205,7 +194,7 @@ def _check_output(out: Path, inputs: Path, overwrite: bool) -> None:
 def predict_folder(model: str | Path, inputs: str | Path, out_dir: str | Path, overwrite: bool = False,
                    rtstruct: bool = True, progress: bool = True, checkpoint: str = "best",
                    holes: Literal["keyhole", "nested"] = "keyhole", seg: bool = False,
-                   console: Console | None = None, runtime: str = "auto") -> list[dict[str, Any]]:
+                   console: Console | None = None, runtime: str = "torch") -> list[dict[str, Any]]:
     """Predict every case of ``inputs`` into ``out_dir``; returns the volume table rows (case, structure,
     ``volume_cc`` or for PNG input ``area_px``, ``flag``: see `hqctf.train.plausibility`).
     ``holes``: how the RTSTRUCT writes holes (see `write_rtstruct`); ``seg``: DICOM input also gets a DICOM-SEG;

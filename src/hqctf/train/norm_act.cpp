@@ -5,8 +5,8 @@
 //
 // for samples s, spatial positions p and channels c, mean and variance over p, act(t) = t for t > 0
 // else slope * t. torch computes the norm and the activation as separate passes over memory; here a
-// sample's statistics are accumulated in one pass (in double) and the second pass reads what the first
-// left in cache. Samples are split over threads (parallel.h).
+// sample's statistics are accumulated in one pass (blocks of positions in T, their sums in double) and the
+// second pass reads what the first left in cache. Samples are split over threads (parallel.h).
 
 #include <algorithm>
 #include <cmath>
@@ -17,41 +17,66 @@
 
 namespace {
 
+constexpr int64_t BLOCK = 256;  // positions summed in T before adding into the double accumulators
+
+// Per-channel sum and sum of squares of d = x - x[0] over `positions` rows of `channels` values (shifted by the
+// first row, so a large mean does not cancel the variance): in T over blocks of positions (restrict pointers, so
+// the channel loop vectorises), each block's partial sums added in double.
+template <typename T>
+void moments(const T* __restrict x, int64_t positions, int64_t channels, T* __restrict part_sum,
+             T* __restrict part_squares, double* __restrict sum, double* __restrict squares) {
+    std::fill(sum, sum + channels, 0.0);
+    std::fill(squares, squares + channels, 0.0);
+    for (int64_t start = 0; start < positions; start += BLOCK) {
+        std::fill(part_sum, part_sum + channels, T(0));
+        std::fill(part_squares, part_squares + channels, T(0));
+        const int64_t stop = std::min(positions, start + BLOCK);
+        for (int64_t p = start; p < stop; ++p) {
+            const T* __restrict row = x + p * channels;
+            for (int64_t c = 0; c < channels; ++c) {
+                const T d = row[c] - x[c];
+                part_sum[c] += d;
+                part_squares[c] += d * d;
+            }
+        }
+        for (int64_t c = 0; c < channels; ++c) {
+            sum[c] += part_sum[c];
+            squares[c] += part_squares[c];
+        }
+    }
+}
+
+template <typename T>
+void scale_shift_act(const T* __restrict x, int64_t positions, int64_t channels, const T* __restrict scale,
+                     const T* __restrict shift, T slope, T* __restrict y) {
+    for (int64_t p = 0; p < positions; ++p) {
+        const T* __restrict row = x + p * channels;
+        T* __restrict out = y + p * channels;
+        for (int64_t c = 0; c < channels; ++c) {
+            const T t = row[c] * scale[c] + shift[c];
+            out[c] = t > 0 ? t : slope * t;
+        }
+    }
+}
+
 template <typename T>
 int norm_act(const T* x, const T* gamma, const T* beta, int64_t samples, int64_t positions, int64_t channels,
              double eps, double slope, T* y, int parts) {
     return parallel_parts(0, samples, parts, [&](int64_t first, int64_t last, int) {
         std::vector<double> sum(channels), squares(channels);
-        std::vector<T> scale(channels), shift(channels);
+        std::vector<T> part_sum(channels), part_squares(channels), scale(channels), shift(channels);
         for (int64_t s = first; s < last; ++s) {
             const T* xs = x + s * positions * channels;
-            T* ys = y + s * positions * channels;
-            std::fill(sum.begin(), sum.end(), 0.0);
-            std::fill(squares.begin(), squares.end(), 0.0);
-            for (int64_t p = 0; p < positions; ++p) {
-                const T* row = xs + p * channels;
-                for (int64_t c = 0; c < channels; ++c) {
-                    const double v = row[c];
-                    sum[c] += v;
-                    squares[c] += v * v;
-                }
-            }
+            moments(xs, positions, channels, part_sum.data(), part_squares.data(), sum.data(), squares.data());
             for (int64_t c = 0; c < channels; ++c) {
-                const double mean = sum[c] / positions;
-                const double var = std::max(squares[c] / positions - mean * mean, 0.0);
+                const double shifted = sum[c] / positions, mean = xs[c] + shifted;
+                const double var = std::max(squares[c] / positions - shifted * shifted, 0.0);
                 const double g = (gamma ? gamma[c] : 1.0) / std::sqrt(var + eps);
                 scale[c] = static_cast<T>(g);
                 shift[c] = static_cast<T>((beta ? beta[c] : 0.0) - mean * g);
             }
-            const T a = static_cast<T>(slope);
-            for (int64_t p = 0; p < positions; ++p) {
-                const T* row = xs + p * channels;
-                T* out = ys + p * channels;
-                for (int64_t c = 0; c < channels; ++c) {
-                    const T t = row[c] * scale[c] + shift[c];
-                    out[c] = t > 0 ? t : a * t;
-                }
-            }
+            scale_shift_act(xs, positions, channels, scale.data(), shift.data(), static_cast<T>(slope),
+                            y + s * positions * channels);
         }
         return 0;
     });

@@ -16,6 +16,7 @@ from ..data.case import Case
 from .metrics import case_metrics, mean_over_structures
 from .models import logits_of
 from .norm_act import fuse_norm_act
+from .split_concat import split_concatenations
 
 
 class _ChannelsLast(nn.Module):
@@ -45,12 +46,13 @@ def _as_group_norms(net: nn.Module) -> None:
 def cpu_inference_network(net: nn.Module, spatial_dims: int) -> nn.Module:
     """A copy of a plain network (no generators) that computes the same logits faster on a CPU: each instance
     norm and the activation after it as one compiled kernel (`fuse_norm_act`), other instance norms as
-    per-channel group norms, and the whole network channels-last (oneDNN's fast convolutions for few channels;
+    per-channel group norms, each convolution of a concatenation as a sum of convolutions
+    (`split_concatenations`), and the whole network channels-last (oneDNN's fast convolutions for few channels;
     docs/benchmarks.md, Inference). In eval mode, for inference only."""
     fast = fuse_norm_act(copy.deepcopy(net).cpu().eval())
     _as_group_norms(fast)
     layout = torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
-    return _ChannelsLast(fast.to(memory_format=layout), layout).eval()
+    return _ChannelsLast(split_concatenations(fast.to(memory_format=layout)), layout).eval()
 
 
 def slice_window(shape: Sequence[int], patch_size: Sequence[int], max_ratio: int = 4) -> tuple[int, ...]:
