@@ -44,7 +44,8 @@ from hqctf.infer.predict import _OnnxNet  # noqa: E402
 from hqctf.qpg import merge  # noqa: E402
 from hqctf.train.config import ModeConfig, ModelConfig  # noqa: E402
 from hqctf.train.models import build_model, logits_of  # noqa: E402
-from hqctf.train.validate import cpu_inference_network, predict_volume  # noqa: E402
+from hqctf.train.cpu_layout import cpu_inference_network  # noqa: E402
+from hqctf.train.validate import predict_volume  # noqa: E402
 
 HEADING = "## Inference (benchmarks/infer.py)"
 PATHS = ("patch windows", "whole slices (eager)", "hqctf (torch)", "hqctf (onnxruntime)", "QPG merged")

@@ -44,7 +44,8 @@ from ..data.structures import tg263_name
 from ..train.config import ConfigError
 from ..train.plausibility import flag, flag_message, read_ranges, structure_sizes
 from ..train.views import axial_overlay_png, busiest_slice, display_affine
-from ..train.validate import cpu_inference_network, predict_volume
+from ..train.cpu_layout import cpu_inference_network
+from ..train.validate import predict_volume
 from .export import MODEL_JSON, load_run, read_model_json, require_onnx, write_onnx
 
 

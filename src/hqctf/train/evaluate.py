@@ -25,7 +25,8 @@ from .config import CIRCUIT_MODES, GENERATED_MODES, ConfigError, TrainConfig, ap
 from .metrics import METRICS, mean_over_structures
 from .models import build_model
 from .trainer import CHECKPOINT_BEST, CHECKPOINT_LAST, read_summary, resume_config
-from .validate import cpu_inference_network, validate_cases
+from .cpu_layout import cpu_inference_network
+from .validate import validate_cases
 
 SPLITS = ("test", "val", "train", "all")
 MEASUREMENT_KEYS = ("backend", "device", "shots", "readout_error", "depolarizing", "engine")  # evaluate --set qpg.*

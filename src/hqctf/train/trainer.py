@@ -43,7 +43,8 @@ from .loss import MarginalDiceCELoss
 from .models import build_model, logits_of, parameter_groups
 from .plausibility import RANGES_FILE, volume_ranges
 from .schedule import WarmupSchedule
-from .validate import cpu_inference_network, summarise, validate_cases
+from .cpu_layout import cpu_inference_network
+from .validate import summarise, validate_cases
 from .views import axial_overlay_png, busiest_slice, display_affine
 
 LOWER_IS_BETTER = ("hd95", "loss")
