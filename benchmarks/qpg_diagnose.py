@@ -11,6 +11,8 @@ network fitted by each generator design, next to a truncated SVD of equal size, 
 fitted networks.
 
     python benchmarks/qpg_diagnose.py --seeds 0,1,2 --ceiling --out docs/benchmarks.md
+    python benchmarks/qpg_diagnose.py --seeds 0 --variants classical,qpg,qpg-L8 --name "generator variants" \
+        --image docs/img/qpg-diagnose-variants.png --out docs/benchmarks.md   # a section of its own
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ VARIANTS: dict[str, tuple[TargetConfig | str | None, dict[str, float], str]] = {
     "hyper-5e-2": (QPGConfig(inputs="embedding"), {**slices.QPG_LRS, "embedding": 5e-2}, "hyper, embedding at lr 5e-2"),
     "hyper-1e-1": (QPGConfig(inputs="embedding"), {**slices.QPG_LRS, "embedding": 1e-1}, "hyper, embedding at lr 1e-1"),
     "frozen": (QPGConfig(inputs="frozen"), slices.QPG_LRS, "control: random circuits never trained"),
+    "hyperprob": (QPGConfig(inputs="softmax"), slices.QPG_LRS,
+                  "control: softmax of the same embedding's projection (a classical probability vector, full rank)"),
     "amplitude": (QPGConfig(transform="amplitude"), slices.QPG_LRS,
                   "upper bound: signed amplitudes (simulator only, not measurable)"),
     "qpg-mapping-lr": (QPGConfig(), {**slices.QPG_LRS, "mapping": 1e-2, "gain": 1e-2},
@@ -63,6 +67,19 @@ VARIANTS: dict[str, tuple[TargetConfig | str | None, dict[str, float], str]] = {
     "qpg-learned": (QPGConfig(common="learned"), slices.QPG_LRS,
                     "new defaults with a learned common row (full rank possible; one more row per layer)"),
     "qpg-L2": (QPGConfig(n_layers=2), slices.QPG_LRS, "new defaults with L = 2"),
+    "qpg-L8": (QPGConfig(n_layers=8), slices.QPG_LRS, "new defaults with L = 8 (over the 1/10 budget)"),
+    "qpg-L16": (QPGConfig(n_layers=16), slices.QPG_LRS, "new defaults with L = 16 (over the 1/10 budget)"),
+    "qpg-chunk2": (QPGConfig(chunk=2), slices.QPG_LRS, "new defaults, two weights per basis state (one qubit fewer)"),
+    "qpg-log": (QPGConfig(transform="log"), slices.QPG_LRS, "new defaults with the log transform"),
+    "qpg-qt": (QPGConfig(transform="qt"), slices.QPG_LRS, "new defaults with the qt transform"),
+    "qpg-mlp": (QPGConfig(mapping_hidden=(16,), mapping_activation="gelu"), slices.QPG_LRS,
+                "new defaults with a GELU mapping network [16]"),
+    "qpg-layer-gain": (QPGConfig(gain="layer"), slices.QPG_LRS, "new defaults with one gain per layer"),
+    "qpg-hyperfan": (QPGConfig(init="hyperfan"), slices.QPG_LRS, "new defaults with hyperfan initialisation"),
+    "qpg-every-layer": (QPGConfig(min_compression=0), slices.QPG_LRS,
+                        "new defaults, every layer generated (first conv and 1x1 head too)"),
+    "residual": (QPGConfig(residual=True), slices.QPG_LRS,
+                 "its own mode, not QPG: W = frozen random W0 + generated update"),
     "qpg-angles-1e-2": (QPGConfig(), {**slices.QPG_LRS, "angles": 1e-2}, "new defaults, angles at lr 1e-2"),
     "qpg-angles-3e-2": (QPGConfig(), {**slices.QPG_LRS, "angles": 3e-2}, "new defaults, angles at lr 3e-2"),
     "qpg-v0": (V0, V0_LRS, "the generator before this study"),
@@ -157,11 +174,17 @@ def _plot(results: list[dict], path: Path) -> None:
     save_figure(fig, path)
 
 
-def _section(results: list[dict], ceil: dict | None, command: str, steps: int, seconds: float, image: str) -> str:
+def heading(name: str | None) -> str:
+    """The section's heading: the main one, or a named one beside it (``--name``)."""
+    return HEADING if name is None else HEADING.replace(" (benchmarks/", f", {name} (benchmarks/")
+
+
+def _section(results: list[dict], ceil: dict | None, command: str, steps: int, seconds: float, image: str,
+             title: str = HEADING) -> str:
     m = machine()
-    lines = [HEADING, "", f"Command: `{command}`  ", f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
+    lines = [title, "", f"Command: `{command}`  ", f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
              f"Machine: {m['nproc']} CPU cores ({m['cpu']}), no GPU; torch {m['torch']}, monai {m['monai']}  ",
-             f"Wall time: {seconds / 60:.1f} min", "",
+             f"Wall time: {seconds / 60:.1f} min (this invocation: runs found in the results file are not retrained)", "",
              "The fixed-slice setting (benchmarks/slices.py; `hqctf demo`'s until 2026-12-03): 2D UNet++ features "
              f"(16, 16, 32, 64, 128, 16) on the embedded OpenKBP sample (5 training cases, 80 slices, 64 x 64 crops), "
              f"{steps} AdamW steps of batch 8, scored on the validation case pt_34 (the held-out patient; no test "
@@ -221,6 +244,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="markdown file whose section to write")
     parser.add_argument("--image", type=Path, default=Path("docs/img/qpg-diagnose.png"))
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 steps, tiny ceiling")
+    parser.add_argument("--name", default=None,
+                        help="write a section of its own, headed with this name (default: the main section)")
     args = parser.parse_args(argv)
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
@@ -255,10 +280,10 @@ def main(argv: list[str] | None = None) -> None:
     command = "python " + " ".join(shlex.quote(a) for a in ["benchmarks/qpg_diagnose.py", *(argv or sys.argv[1:])])
     image = os.path.relpath(args.image, args.out.parent) if args.out else str(args.image)
     section = _section(results, done.get("ceiling") if args.ceiling else None, command, steps,
-                       time.perf_counter() - started, image)
+                       time.perf_counter() - started, image, heading(args.name))
     print(section)
     if args.out:
-        replace_section(args.out, HEADING, section)
+        replace_section(args.out, heading(args.name), section)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ def test_qpg_diagnose_quick_writes_its_section_and_resumes(tmp_path):
     # a second run finds every (variant, seed) done and trains nothing
     again = _run(tmp_path)
     assert again.returncode == 0 and "seed 0: val Dice" not in again.stdout
+    # --name writes a section of its own beside the main one
+    named = _run(tmp_path, "--name", "variants")
+    assert named.returncode == 0 and "seed 0: val Dice" not in named.stdout
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert text.count(HEADING) == 1 and "kept as is" in text
+    assert text.count("## QPG diagnostics on the demo, variants (benchmarks/qpg_diagnose.py)") == 1
 
 
 def test_unknown_variant_is_named(tmp_path):

@@ -50,7 +50,7 @@ from .export import MODEL_JSON, load_run, read_model_json, require_onnx, write_o
 
 
 #: How a run folder's (or a state_dict export's) network is run: torch (the default: with the CPU layout of
-#: `cpu_inference_network`, ~0.87x onnxruntime's time on 2D UNet++ and 3D U-Net: docs/benchmarks.md, Inference) or
+#: `cpu_inference_network`, 0.86-0.88x onnxruntime's time on 2D UNet++ and 3D U-Net: docs/benchmarks.md, Inference) or
 #: onnxruntime (the ``onnx`` extra).
 RUNTIMES = ("torch", "onnxruntime")
 

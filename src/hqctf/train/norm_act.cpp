@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <vector>
+#include <cstdlib>
 
 #include "../parallel.h"
 
@@ -63,11 +63,19 @@ template <typename T>
 int norm_act(const T* x, const T* gamma, const T* beta, int64_t samples, int64_t positions, int64_t channels,
              double eps, double slope, T* y, int parts) {
     return parallel_parts(0, samples, parts, [&](int64_t first, int64_t last, int) {
-        std::vector<double> sum(channels), squares(channels);
-        std::vector<T> part_sum(channels), part_squares(channels), scale(channels), shift(channels);
+        // work buffers: sum, squares (double); part_sum, part_squares, scale, shift (T); a failure returns 1
+        double* sum = static_cast<double*>(std::malloc(sizeof(double) * 2 * channels));
+        T* part_sum = static_cast<T*>(std::malloc(sizeof(T) * 4 * channels));
+        if (!sum || !part_sum) {
+            std::free(sum);
+            std::free(part_sum);
+            return 1;
+        }
+        double* squares = sum + channels;
+        T *part_squares = part_sum + channels, *scale = part_sum + 2 * channels, *shift = part_sum + 3 * channels;
         for (int64_t s = first; s < last; ++s) {
             const T* xs = x + s * positions * channels;
-            moments(xs, positions, channels, part_sum.data(), part_squares.data(), sum.data(), squares.data());
+            moments(xs, positions, channels, part_sum, part_squares, sum, squares);
             for (int64_t c = 0; c < channels; ++c) {
                 const double shifted = sum[c] / positions, mean = xs[c] + shifted;
                 const double var = std::max(squares[c] / positions - shifted * shifted, 0.0);
@@ -75,9 +83,10 @@ int norm_act(const T* x, const T* gamma, const T* beta, int64_t samples, int64_t
                 scale[c] = static_cast<T>(g);
                 shift[c] = static_cast<T>((beta ? beta[c] : 0.0) - mean * g);
             }
-            scale_shift_act(xs, positions, channels, scale.data(), shift.data(), static_cast<T>(slope),
-                            y + s * positions * channels);
+            scale_shift_act(xs, positions, channels, scale, shift, static_cast<T>(slope), y + s * positions * channels);
         }
+        std::free(sum);
+        std::free(part_sum);
         return 0;
     });
 }
