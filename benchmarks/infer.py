@@ -6,11 +6,11 @@ Times, on one OpenKBP case and the same network each:
   prediction, recomputing the overlaps);
 * ``whole slices (eager)``: `predict_volume` on the network as built (2D: whole slices padded to a multiple of 16,
   several per pass, under inference mode);
-* ``hqctf (torch)``: the same path on `cpu_inference_network` of the network, as `hqctf predict --runtime torch`
+* ``hqctf (torch)``: the same path on `cpu_inference_network` of the network, as `hqctf predict` (its default runtime)
   and `hqctf evaluate` run it (instance norm + activation as one compiled kernel, each convolution of a
   concatenation as a sum of convolutions, channels-last throughout);
 * ``hqctf (onnxruntime)``: the same path with the network exported to ONNX and run by onnxruntime (what
-  `hqctf predict` does by default when the onnx extra is installed, and with an `hqctf export --format onnx`);
+  `hqctf predict --runtime onnxruntime` does, and predicting with an `hqctf export --format onnx`);
 * ``QPG merged``: the hqctf torch path on a merged QPG network of the same architecture (an ordinary MONAI network,
   so it should run exactly as fast as the classical one).
 
