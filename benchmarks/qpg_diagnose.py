@@ -180,7 +180,7 @@ def heading(name: str | None) -> str:
 
 
 def _section(results: list[dict], ceil: dict | None, command: str, steps: int, seconds: float, image: str,
-             title: str = HEADING) -> str:
+             title: str) -> str:
     m = machine()
     lines = [title, "", f"Command: `{command}`  ", f"Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}  ",
              f"Machine: {m['nproc']} CPU cores ({m['cpu']}), no GPU; torch {m['torch']}, monai {m['monai']}  ",

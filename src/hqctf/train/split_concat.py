@@ -2,7 +2,7 @@
 
 MONAI's U-Nets concatenate skip features and upsampled features along channels and convolve the result; UNet++
 re-concatenates every earlier node of a level for each new one. Channels-last concatenation copies every pixel's
-channels, so on a CPU it costs a quarter of a 2D UNet++'s inference time (docs/benchmarks.md, Inference). A
+channels, a large part of a 2D UNet++'s CPU inference (benchmarks/infer.py times the path without it). A
 convolution is linear in its input channels: ``conv(cat([a, b]), W) = conv(a, W_a) + conv(b, W_b)`` with W split
 along input channels, the same function without the copies.
 """
@@ -18,14 +18,6 @@ from monai.networks.nets.basic_unet import UpCat
 from torch import nn
 
 LEVELS = 4  # MONAI's BasicUNet(PlusPlus): four down-sampling levels
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous():
-        return torch.channels_last_3d
-    return torch.contiguous_format
 
 
 class SplitUpCat(nn.Module):
@@ -58,8 +50,7 @@ class SplitUpCat(nn.Module):
             up = self._pad(up, skips[0])
         parts = [*skips, up]
         conv = self.first.conv
-        layout = _layout(parts[0])  # the weight's slices in the inputs' layout (a few kB: copied per call)
-        weights = [w.contiguous(memory_format=layout) for w in conv.weight.split([p.shape[1] for p in parts], 1)]
+        weights = conv.weight.split([p.shape[1] for p in parts], 1)  # views: the convolution lays them out
         y = conv._conv_forward(parts[0], weights[0], conv.bias)
         for part, weight in zip(parts[1:], weights[1:]):
             y += conv._conv_forward(part, weight, None)
