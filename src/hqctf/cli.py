@@ -247,11 +247,11 @@ def _run_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from pathlib import Path
 
     from .bench import load_bench_config, run_bench
-    from .bench.plan import parse_shard
+    from .bench.plan import check_name, parse_shard
 
     shard = parse_shard(args.shard)
     config = load_bench_config(args.config, args.overrides)
-    name = args.name or Path(args.config).name.removesuffix(".yaml")
+    name = check_name(args.name) if args.name else Path(args.config).name.removesuffix(".yaml")
     folder = args.output or f"runs/bench-{name}"
     report = run_bench(config, folder, shard, progress=not args.no_progress, name=name, doc=args.out,
                        command=shlex.join(["hqctf", *argv]))

@@ -103,6 +103,7 @@ def test_shards_split_the_runs_and_the_last_one_writes_the_report(tiny_bench, tm
     ({}, ["--set", "patience=0"], "patience must be >= 1"),
     ({}, ["--set", "min_epochs=-1"], "min_epochs must be >= 0, got -1"),
     ({}, ["--shard", "3/2"], "--shard '3/2'"),
+    ({}, ["--name", "a/b"], "--name 'a/b': use letters"),
     ({}, ["--set", "data.patch_size=[30, 30]"], "multiple of 16"),
 ])
 def test_bad_bench_input_is_one_line_exit_2_and_creates_nothing(bench_keys, extra, message, tiny_bench, tmp_path,

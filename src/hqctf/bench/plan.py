@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def plan(config: BenchConfig) -> list[RunSpec]:
     """Every run, seed by seed (so a partial bench has whole seeds), then size, model and mode."""
     return [RunSpec(model, mode, size, seed) for seed in config.seeds for size in config.case_counts
             for model in config.models for mode in config.modes]
+
+
+def check_name(name: str) -> str:
+    """A bench name, which becomes a report heading and image file names: letters, digits, ``.``, ``_``, ``-``."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise BenchError(f"--name {name!r}: use letters, digits, '.', '_' and '-' only (it names image files)")
+    return name
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
